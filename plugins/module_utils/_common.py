@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+# Copyright: sharedsw.cvmfs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared core of the collection: the domain exception and one retry implementation.
+
+Internal to sharedsw.cvmfs; may change in any release. Pure Python, no Ansible import:
+the same file runs inside modules and in the programs the roles install on hosts.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import functools
+import random
+import time
+
+
+class CvmfsError(Exception):
+    """The one exception modules turn into ``fail_json``.
+
+    ``message`` says which input is wrong and what would be right; keyword arguments become
+    extra keys of the failed result (e.g. ``rc``, ``stderr``, ``key``).
+    """
+
+    def __init__(self, message, exception=None, **extra):
+        super(CvmfsError, self).__init__(message)
+        self.message = message
+        self.exception = exception
+        self.extra = extra
+
+
+class Retry:
+    """Jittered exponential backoff; a subclass says which errors are transient.
+
+    Subclasses override :meth:`is_transient`. Retry sits inside, error translation outside:
+    wrap the raw library call with ``@SomeRetry.backoff()`` and translate after it gave up.
+    """
+
+    @staticmethod
+    def is_transient(error):
+        return False
+
+    @classmethod
+    def backoff(cls, retries=5, delay=0.5, backoff=2.0, max_delay=30.0, sleep=time.sleep):
+        def decorator(func):
+            @functools.wraps(func)
+            def wrapper(*args, **kwargs):
+                wait = delay
+                for attempt in range(retries + 1):
+                    try:
+                        return func(*args, **kwargs)
+                    except Exception as error:  # pylint: disable=broad-except
+                        if attempt == retries or not cls.is_transient(error):
+                            raise
+                    sleep(random.uniform(0, min(wait, max_delay)))
+                    wait *= backoff
+                raise AssertionError("unreachable")  # pragma: no cover
+
+            return wrapper
+
+        return decorator
