@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Every role documents exactly the variables it defaults, each prefixed with the role's name.
 
 For each roles/<role>: the keys of defaults/main.yml must equal the options of the `main`

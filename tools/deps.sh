@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Install everything `make test` and `make lab` need on a fresh Debian 12 machine, as root:
 # Debian packages (real test services, lab-host tooling) and a Python venv with our requirements.
 # Re-running is cheap: each step is skipped when its inputs have not changed.
@@ -13,7 +13,7 @@ APT_PACKAGES=(
   # lab hosts (tools/lab): systemd-nspawn containers on a private bridge
   mmdebstrap systemd-container nftables iproute2 zstd openssh-client rsync
   # general
-  python3-venv ca-certificates curl git make
+  python3-venv ca-certificates curl git make shellcheck
 )
 
 # Package scripts must never start daemons on this machine (they would listen on 0.0.0.0).

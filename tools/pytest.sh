@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # pytest with the collection's conventions: exit status 5 (no test collected) is a failure
 # with a message, never a silent pass. The closing summary line is kept for `make report`.
 set -u -o pipefail

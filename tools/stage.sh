@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Run one stage of `make test`, record its wall time, keep going only if it passed.
 # Usage: tools/stage.sh NAME command [args...]     (times land in $STAGE_LOG)
 set -u
