@@ -65,7 +65,7 @@ def policies_from_doc():
     with open(POLICY_DOC) as handle:
         text = handle.read()
     blocks = re.findall(r"```hcl\n# policy: (\S+)\n(.*?)```", text, re.S)
-    assert {"cvmfs-stratum0", "cvmfs-publisher-software.example.org", "cvmfs-public"} <= set(n for n, _ in blocks)
+    assert {"cvmfs-stratum0", "cvmfs-publisher-software.example.org", "cvmfs-public"} <= set(block[0] for block in blocks)
     return dict(blocks)
 
 
@@ -212,8 +212,8 @@ def test_publisher_approle_fetches_pub_crt_gw_and_the_server_denies_the_masterke
     repo, material = new_repo(), set_a()
     hv = openbao.client()
     policies = install_policies(hv, repo)
-    s0_login = approle_login_args(hv, "s0-" + repo.split(".")[0], [policies["stratum0"]])
-    pub_login = approle_login_args(hv, "pub-" + repo.split(".")[0], [policies["publisher"]])
+    s0_login = approle_login_args(hv, "s0-" + repo.split(".", 1)[0], [policies["stratum0"]])
+    pub_login = approle_login_args(hv, "pub-" + repo.split(".", 1)[0], [policies["publisher"]])
     base = dict(url=openbao.url, retries=0, name=repo)
 
     s0 = str(tmp_path / "s0")
@@ -243,7 +243,7 @@ def test_publisher_approle_fetches_pub_crt_gw_and_the_server_denies_the_masterke
     assert guard["failed"] and "allow_masterkey: true" in guard["msg"]
 
     # the stratum-1 / client policy: public only
-    public_login = approle_login_args(hv, "s1-" + repo.split(".")[0], [policies["public"]])
+    public_login = approle_login_args(hv, "s1-" + repo.split(".", 1)[0], [policies["public"]])
     s1_dir = str(tmp_path / "s1")
     ok = keys_module(material, dict(base, state="present", keys_dir=s1_dir, **public_login))
     assert ok["rc"] == 0 and os.listdir(s1_dir) == [repo + ".pub"]
@@ -450,3 +450,20 @@ def test_single_path_layout_with_infn_field_names(openbao, keys_module, root_arg
                                            kinds=["pub", "crt", "gw"]))
     assert publisher["rc"] == 0
     assert any("also holds the masterkey" in w for w in warnings_of(publisher))
+
+
+def test_namespace_and_bao_environment_fallbacks_reach_the_right_secret(openbao):
+    """In-process (no module run): the client honours namespace, and BAO_* variables when options are unset."""
+    from ansible_collections.sharedsw.cvmfs.plugins.module_utils._vault import VaultClient
+
+    namespace = "ns" + uuid.uuid4().hex[:6]
+    root = openbao.client()
+    root.sys.create_namespace(namespace)
+    scoped = hvac.Client(url=openbao.url, token=openbao.root_token, namespace=namespace)
+    scoped.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+    environ = {"BAO_ADDR": openbao.url, "BAO_TOKEN": openbao.root_token, "BAO_NAMESPACE": namespace}
+    client = VaultClient({"retries": 0}, environ=environ).connect()
+    assert client.write("cvmfs/ns.example.org/public", {"pub": "x"}, cas=0) == 1
+    assert scoped.secrets.kv.v2.read_secret_version(path="cvmfs/ns.example.org/public", mount_point="secret",
+                                                    raise_on_deleted_version=True)["data"]["data"] == {"pub": "x"}
+    assert kv_version(root, "cvmfs/ns.example.org/public") is None  # not in the root namespace
