@@ -343,7 +343,7 @@ class KeysModule(CvmfsModule):
         self.results.update(keys={}, secrets={})
         self.before, self.after = [], []
         # offline validation first: options, then (for stored) the files, before any network traffic
-        self.vault = VaultClient(params, warn=self.ansible.warn)
+        self.vault = VaultClient(dict((name, params[name]) for name in ARGSPEC), warn=self.ansible.warn)
         state = params["state"]
         if state == "stored":
             self.stored()
