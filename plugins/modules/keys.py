@@ -158,8 +158,8 @@ attributes:
     description: Shows key fingerprints, never key material, before and after.
     support: full
 requirements:
-  - hvac
-  - cryptography
+  - hvac 0.11 or later (Debian 12's C(python3-hvac) works)
+  - cryptography (Debian 12's C(python3-cryptography) works)
 notes:
   - Idempotence of O(state=stored) needs C(read) on the secrets it writes; O(state=absent) needs
     C(read) and C(delete) on their metadata paths.

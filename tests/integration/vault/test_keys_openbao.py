@@ -467,3 +467,53 @@ def test_namespace_and_bao_environment_fallbacks_reach_the_right_secret(openbao)
     assert scoped.secrets.kv.v2.read_secret_version(path="cvmfs/ns.example.org/public", mount_point="secret",
                                                     raise_on_deleted_version=True)["data"]["data"] == {"pub": "x"}
     assert kv_version(root, "cvmfs/ns.example.org/public") is None  # not in the root namespace
+
+
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+def _debian_python_has_libraries():
+    if not os.path.exists(DEBIAN_PYTHON):
+        return False
+    probe = subprocess.run([DEBIAN_PYTHON, "-c", "import hvac, cryptography"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _debian_python_has_libraries(),
+                    reason="Debian's python3-hvac and python3-cryptography are not installed (apt-get install python3-hvac)")
+def test_module_runs_with_the_distribution_python_libraries(openbao, tmp_path):
+    """On a Debian 12 target the module runs with /usr/bin/python3 and the distribution's hvac 0.11
+    and cryptography 38, not with the controller's venv. Only ansible's own package is borrowed, as
+    AnsiballZ would ship it."""
+    import ansible
+
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    os.symlink(os.path.dirname(ansible.__file__), str(shim / "ansible"))
+    collections = os.environ["ANSIBLE_COLLECTIONS_PATH"].split(os.pathsep)[0]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": "%s:%s" % (collections, shim), "HOME": str(tmp_path)}
+
+    def run(args):
+        payload = dict(args, _ansible_check_mode=False, _ansible_diff=True, _ansible_tmpdir=str(tmp_path))
+        args_file = tmp_path / "args.json"
+        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
+        proc = subprocess.run([DEBIAN_PYTHON, "-m", "ansible_collections.sharedsw.cvmfs.plugins.modules.keys",
+                               str(args_file)], capture_output=True, text=True, env=env, check=False)
+        assert_no_secrets(proc.stdout + proc.stderr, material)
+        return json.loads(proc.stdout)
+
+    repo, material = new_repo(), set_a()
+    s0, host = str(tmp_path / "s0"), str(tmp_path / "host")
+    write_keyset(s0, repo, material)
+    base = dict(url=openbao.url, token=openbao.root_token, retries=0, name=repo)
+    version = subprocess.run([DEBIAN_PYTHON, "-c", "import hvac, sys; sys.stdout.write(hvac.__file__)"],
+                             capture_output=True, text=True, env=env, check=True).stdout
+    assert version.startswith("/usr/lib/python3/dist-packages/")
+
+    stored = run(dict(base, state="stored", keys_dir=s0))
+    assert stored.get("changed") and not stored.get("failed"), stored
+    fetched = run(dict(base, state="present", keys_dir=host, kinds=["pub", "crt", "gw"]))
+    assert fetched.get("changed") and not fetched.get("failed"), fetched
+    assert run(dict(base, state="absent"))["changed"]
+    missing = run(dict(base, state="present", keys_dir=host))
+    assert missing["failed"] and "no secret at secret/cvmfs/%s/public" % repo in missing["msg"]
