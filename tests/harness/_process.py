@@ -61,11 +61,11 @@ def _bindable(port):
 def free_ports(count=1, contiguous=False):
     """``count`` ports free on 127.0.0.1 right now (a run of consecutive ports if ``contiguous``).
 
-    Ports come from 20000-32000: below the kernel's ephemeral range, so outgoing connections
-    do not take them between the check and the daemon's bind.
+    Ports come from 20000-32000, below Linux's default ephemeral range (32768-60999), so
+    outgoing connections do not take them between the check and the daemon's bind.
     """
     chosen = []
-    for _ in range(2000):
+    for _attempt in range(2000):
         base = random.randint(20000, 32000 - count)
         wanted = range(base, base + count) if contiguous else [base]
         if all(p not in chosen and _bindable(p) for p in wanted):
@@ -151,7 +151,7 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while True:
             if not self.running():
-                self.fail("exited with status %s before %s" % (self.proc.returncode, what), logs)
+                self.fail("exited with status %s while waiting for it %s" % (self.proc.returncode, what), logs)
             try:
                 if ready():
                     return
@@ -203,6 +203,8 @@ def _exit_cleanly_on_sigterm():
             pass
 
 
+# --- probes and set-up commands -----------------------------------------------------------
+
 def http_answers(url, timeout=2):
     """True when ``url`` gives any HTTP response, error statuses included."""
     try:
@@ -247,6 +249,8 @@ def run(argv, env=None, timeout=120, cwd=None):
 def _last_lines(text):
     return "".join(text.splitlines(True)[-LOG_TAIL_LINES:])
 
+
+# --- servers ------------------------------------------------------------------------------
 
 class Service:
     """Base of every test server: one temporary directory, some daemons, a context manager.
