@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from plugins.module_utils import _cvmfs_state as state
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_state as state
 
 
 @pytest.fixture
