@@ -6,7 +6,8 @@ real CernVM-FS 2.12. It lives in the project's shared fixtures directory next to
 environment variable ``SHAREDSW_CVMFS_REPO_FIXTURE`` points somewhere else. Tests that need it
 skip with one clear message when it is absent.
 
-Expected values are read here from the fixture's own files with plain text handling (not with the
+Test modules define their fixture as ``cvmfs_repo = pytest.fixture(scope="module")(...)`` around
+:func:`fixture_repo_or_skip`. Expected values are read here from the fixture's own files with plain text handling (not with the
 code under test). Signing helpers use the fixture's test-only private keys; they never print,
 return or log key material.
 """
@@ -203,8 +204,8 @@ def flip_byte(data, offset):
     return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1:]
 
 
-@pytest.fixture(scope="session")
-def cvmfs_repo():
+def fixture_repo_or_skip():
+    """The :class:`FixtureRepo`, or skip the calling test with one clear message."""
     root = find_fixture()
     if root is None:
         pytest.skip("real CernVM-FS repository fixture not found: expected ../shared/fixtures/cvmfs-repo "

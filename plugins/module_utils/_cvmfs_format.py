@@ -432,6 +432,11 @@ def verify_manifest(manifest, certificate, what=MANIFEST):
     require_cryptography()
     manifest.letter.check_hash(what)
     key = certificate.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and len(manifest.letter.signature) != key.key_size // 8:
+        raise _error("bad_signature", "signature of %s is %d bytes long, but the repository certificate %s "
+                     "holds a %d-bit key, whose signatures are %d bytes: the file is truncated or has "
+                     "bytes appended" % (what, len(manifest.letter.signature), manifest.certificate,
+                                         key.key_size, key.key_size // 8))
     try:
         if not isinstance(key, rsa.RSAPublicKey):
             raise InvalidSignature()
@@ -554,6 +559,12 @@ def verify_whitelist(whitelist, public_keys, what=WHITELIST):
                      ".cvmfswhitelist.pkcs7), which this check does not verify" % what)
     whitelist.letter.check_hash(what)
     expected = whitelist.letter.hash_str.encode("ascii")
+    size = len(whitelist.letter.signature)
+    if public_keys and all(size != key.key_size // 8 for key in public_keys):
+        raise _error("bad_signature", "signature of %s is %d bytes long, which fits none of the given "
+                     "master public keys (%s): the whitelist is truncated or has bytes appended, or "
+                     "public_keys are not the master public key (<repository>.pub) of repository %s"
+                     % (what, size, ", ".join("%d bits" % key.key_size for key in public_keys), whitelist.name))
     for index, key in enumerate(public_keys):
         if len(whitelist.letter.signature) != key.key_size // 8:
             continue

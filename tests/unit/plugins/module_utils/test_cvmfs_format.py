@@ -16,14 +16,21 @@ import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_format as fmt
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
-from tests.cvmfs_repo_fixture import (  # noqa: F401  (cvmfs_repo is a pytest fixture)
-    cvmfs_repo,
+from tests.cvmfs_repo_fixture import (
+    fixture_repo_or_skip,
     flip_byte,
     new_signing_identity,
     public_pem,
     store_object,
     write,
 )
+
+
+@pytest.fixture(scope="module")
+def cvmfs_repo():
+    """The real CernVM-FS 2.12 repository fixture (skips when absent)."""
+    return fixture_repo_or_skip()
+
 
 UTC = datetime.timezone.utc
 
@@ -236,8 +243,9 @@ def test_manifest_signed_with_shake128_hash_line(cvmfs_repo):
     (lambda d: d[:d.index(b"\n--\n")], "malformed", "no '--' line"),
     (lambda d: d[:d.index(b"\n--\n") + 10], "malformed", "truncated: it ends in the hash line"),
     (lambda d: d[:d.index(b"\n--\n") + 45], "malformed", "truncated: it has no signature"),
-    (lambda d: d[:-1], "bad_signature", "does not verify"),
-    (lambda d: d[:-128], "bad_signature", "does not verify"),
+    (lambda d: d[:-1], "bad_signature", "is 255 bytes long.*truncated"),
+    (lambda d: d[:-128], "bad_signature", "is 128 bytes long.*2048-bit key"),
+    (lambda d: d + b"\n", "bad_signature", "is 257 bytes long.*bytes appended"),
     (lambda d: b"", "malformed", "is empty"),
 ])
 def test_truncated_manifest(cvmfs_repo, cut, reason, message):
@@ -295,6 +303,14 @@ def test_whitelist_signed_by_foreign_master_key(cvmfs_repo, master_keys, intrude
     data = cvmfs_repo.sign_whitelist(cvmfs_repo.whitelist_body(), key=intruder[0])
     with fails("bad_signature"):
         fmt.verify_whitelist(fmt.parse_whitelist(data), master_keys)
+
+
+def test_whitelist_truncated_signature(cvmfs_repo, master_keys):
+    data = cvmfs_repo.read(cvmfs_repo.stratum0, ".cvmfswhitelist")
+    with fails("bad_signature", "is 200 bytes long, which fits none of the given master public keys \\(2048 bits\\)"):
+        fmt.verify_whitelist(fmt.parse_whitelist(data[:-56]), master_keys)
+    with fails("bad_signature", "does not verify"):
+        fmt.verify_whitelist(fmt.parse_whitelist(flip_byte(data, len(data) - 1)), master_keys)
 
 
 def test_whitelist_flipped_byte_in_text(cvmfs_repo, master_keys):
