@@ -840,7 +840,12 @@ class HttpFetcher:
         return data
 
     def get(self, url, max_bytes=MAX_SMALL_FILE, missing_ok=False):
-        """Body of ``url`` (bytes); ``None`` on 404 when ``missing_ok``; else ``http_error``."""
+        """Body of ``url`` (bytes), or ``http_error``.
+
+        With ``missing_ok`` a 404 -- or a 403, which is what a public-read S3 bucket answers for a
+        key that does not exist -- returns ``None``. Only optional files are fetched that way,
+        after the manifest came through, so a proxy refusing access is still reported.
+        """
         kwargs = {"retries": self.retries}
         if self._sleep is not None:
             kwargs["sleep"] = self._sleep
@@ -849,7 +854,7 @@ class HttpFetcher:
         try:
             data = fetch(url, max_bytes)
         except HTTPError as exc:
-            if exc.code == 404 and missing_ok:
+            if exc.code in (403, 404) and missing_ok:
                 return None
             squid = exc.headers.get("X-Squid-Error") if exc.headers else None
             detail = " (proxy error %s)" % squid if squid else ""

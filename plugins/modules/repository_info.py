@@ -191,6 +191,69 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+reason:
+  description:
+    - Why a check failed, one of V(http_error), V(malformed), V(hash_mismatch), V(bad_signature),
+      V(whitelist_expired), V(not_in_whitelist), V(name_mismatch), V(unsupported), V(bad_key).
+  returned: failure
+  type: str
+  sample: whitelist_expired
+repositories:
+  description:
+    - Local mode. One entry per repository in C(repositories.d), sorted by name; empty when there is none.
+  returned: success, local mode
+  type: list
+  elements: dict
+  contains:
+    config:
+      description: Variables of C(server.conf), without variables whose names look like secrets.
+      type: dict
+      sample: {"CVMFS_REPOSITORY_NAME": "repo.example.org", "CVMFS_HASH_ALGORITHM": "sha1"}
+    fqrn:
+      description: Fully qualified repository name (C(CVMFS_REPOSITORY_NAME)).
+      type: str
+      sample: repo.example.org
+    in_transaction:
+      description: Whether a transaction is open (C(in_transaction.lock) exists in the spool directory).
+      type: bool
+      sample: false
+    name:
+      description: Directory name in C(repositories.d); the alias of an aliased stratum-1.
+      type: str
+      sample: repo.example.org
+    owner:
+      description: Repository owner (C(CVMFS_USER)).
+      type: str
+      sample: cvmfs
+    publishing:
+      description: Whether a publish is running (a lock is held on C(is_publishing.lock)).
+      type: bool
+      sample: false
+    replica_config:
+      description: Variables of C(replica.conf) (stratum-1 only, else V(null)), without secret-looking ones.
+      type: dict
+      sample: {"CVMFS_PUBLIC_KEY": "/etc/cvmfs/keys/example.org"}
+    storage:
+      description: Where the repository is stored, V(local), V(s3) or V(gateway); V(null) if unknown.
+      type: str
+      sample: local
+    stratum0_url:
+      description: C(CVMFS_STRATUM0).
+      type: str
+      sample: http://localhost/cvmfs/repo.example.org
+    stratum1_url:
+      description: C(CVMFS_STRATUM1) (stratum-1 only, else V(null)).
+      type: str
+      sample: http://localhost/cvmfs/repo.example.org
+    type:
+      description: V(stratum0) or V(stratum1).
+      type: str
+      sample: stratum0
+    upstream:
+      description: C(CVMFS_UPSTREAM_STORAGE) split into its parts (C(type), C(storage), C(tmp_dir), C(config), ...).
+      type: dict
+      sample: {"type": "local", "storage": "local", "tmp_dir": "/srv/cvmfs/repo.example.org/data/txn",
+               "config": "/srv/cvmfs/repo.example.org", "local_path": "/srv/cvmfs/repo.example.org"}
 repository:
   description: Remote mode. What was verified and read about the repository at O(url).
   returned: success, remote mode
@@ -409,69 +472,16 @@ repository:
           description: Seconds until clients refuse the whitelist.
           type: int
           sample: 2545200
-repositories:
-  description:
-    - Local mode. One entry per repository in C(repositories.d), sorted by name; empty when there is none.
-  returned: success, local mode
-  type: list
-  elements: dict
-  contains:
-    config:
-      description: Variables of C(server.conf), without variables whose names look like secrets.
-      type: dict
-      sample: {"CVMFS_REPOSITORY_NAME": "repo.example.org", "CVMFS_HASH_ALGORITHM": "sha1"}
-    fqrn:
-      description: Fully qualified repository name (C(CVMFS_REPOSITORY_NAME)).
-      type: str
-      sample: repo.example.org
-    in_transaction:
-      description: Whether a transaction is open (C(in_transaction.lock) exists in the spool directory).
-      type: bool
-      sample: false
-    name:
-      description: Directory name in C(repositories.d); the alias of an aliased stratum-1.
-      type: str
-      sample: repo.example.org
-    owner:
-      description: Repository owner (C(CVMFS_USER)).
-      type: str
-      sample: cvmfs
-    publishing:
-      description: Whether a publish is running (a lock is held on C(is_publishing.lock)).
-      type: bool
-      sample: false
-    replica_config:
-      description: Variables of C(replica.conf) (stratum-1 only, else V(null)), without secret-looking ones.
-      type: dict
-      sample: {"CVMFS_PUBLIC_KEY": "/etc/cvmfs/keys/example.org"}
-    storage:
-      description: Where the repository is stored, V(local), V(s3) or V(gateway); V(null) if unknown.
-      type: str
-      sample: local
-    stratum0_url:
-      description: C(CVMFS_STRATUM0).
-      type: str
-      sample: http://localhost/cvmfs/repo.example.org
-    stratum1_url:
-      description: C(CVMFS_STRATUM1) (stratum-1 only, else V(null)).
-      type: str
-      sample: http://localhost/cvmfs/repo.example.org
-    type:
-      description: V(stratum0) or V(stratum1).
-      type: str
-      sample: stratum0
-    upstream:
-      description: C(CVMFS_UPSTREAM_STORAGE) split into its parts (C(type), C(storage), C(tmp_dir), C(config), ...).
-      type: dict
-      sample: {"type": "local", "storage": "local", "tmp_dir": "/srv/cvmfs/repo.example.org/data/txn",
-               "config": "/srv/cvmfs/repo.example.org", "local_path": "/srv/cvmfs/repo.example.org"}
-reason:
-  description:
-    - Why a check failed, one of V(http_error), V(malformed), V(hash_mismatch), V(bad_signature),
-      V(whitelist_expired), V(not_in_whitelist), V(name_mismatch), V(unsupported), V(bad_key).
-  returned: failure
+status:
+  description: HTTP status of the request that failed.
+  returned: failure with RV(reason=http_error) on an HTTP error status
+  type: int
+  sample: 404
+whitelist_expires:
+  description: Expiry time written in the whitelist, ISO 8601 UTC.
+  returned: failure with RV(reason=whitelist_expired)
   type: str
-  sample: whitelist_expired
+  sample: "2026-12-23T11:19:40Z"
 """
 
 import time
@@ -547,6 +557,10 @@ class RepositoryInfo(CvmfsModule):
             raise CvmfsError("reference_time: %s" % exc)
         if now is None:
             now = utc_datetime(time.time())
+        for value in self.params["public_keys"]:
+            if "PRIVATE KEY" in value:
+                # a private key pasted by mistake must not come back in the result's invocation
+                self.ansible.no_log_values.add(value)
         keys = load_public_keys(read_public_key_sources(self.params["public_keys"]))
         fetcher = HttpFetcher(proxy=self.params["proxy"], timeout=self.params["timeout"],
                               ca_file=self.params["ca_file"], validate_certs=self.params["validate_certs"],

@@ -7,7 +7,10 @@ Expected values are read from the fixture's files; "now" is passed as reference_
 
 import datetime
 import os
+import pathlib
+import shutil
 import socket
+import tempfile
 
 import pytest
 
@@ -37,9 +40,20 @@ def iso(moment):
 
 
 @pytest.fixture(scope="module")
-def served(cvmfs_repo, apache, tmp_path_factory):
-    """URLs of the pristine stratum-0/1 copies and of each tampered variant, served by apache."""
-    base = tmp_path_factory.mktemp("repository-info")
+def served(cvmfs_repo, apache):
+    """URLs of the pristine stratum-0/1 copies and of each tampered variant, served by apache.
+
+    Not under pytest's tmp_path: every pytest session on the machine resets /tmp/pytest-of-<user>
+    to mode 0700, which would cut apache's user off in the middle of this run.
+    """
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sharedsw-repository-info-"))
+    try:
+        yield _serve_variants(cvmfs_repo, apache, base)
+    finally:
+        shutil.rmtree(str(base), ignore_errors=True)
+
+
+def _serve_variants(cvmfs_repo, apache, base):
     repo = cvmfs_repo
     key, certificate_pem = new_signing_identity()
     manifest = repo.read(repo.stratum0, ".cvmfspublished")
@@ -82,7 +96,8 @@ def served(cvmfs_repo, apache, tmp_path_factory):
 @pytest.fixture(scope="module")
 def args(cvmfs_repo):
     """Module arguments shared by the remote checks: the master public key file, a fixed 'now'."""
-    return {"public_keys": [cvmfs_repo.pub], "reference_time": iso(cvmfs_repo.valid_time), "retries": 0}
+    return {"public_keys": [cvmfs_repo.pub], "reference_time": iso(cvmfs_repo.valid_time), "retries": 0,
+            "proxy": "DIRECT"}  # loopback only, whatever proxy the environment names
 
 
 def run(run_module, args, **extra):
@@ -240,5 +255,5 @@ def test_connection_refused(run_module, args):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = "http://127.0.0.1:%d/cvmfs/x" % port
-    result = run(run_module, args, url=url, proxy="DIRECT")
+    result = run(run_module, args, url=url)
     expect_failure(result, "http_error", "GET %s/.cvmfspublished failed: [Errno 111] Connection refused" % url)

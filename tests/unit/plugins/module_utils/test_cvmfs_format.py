@@ -642,3 +642,56 @@ def test_fetcher_errors(http_server):
         fetcher.get(url + "/absent")
     with fails("malformed", "more than 1000 bytes"):
         fetcher.get(url + "/big", max_bytes=1000)
+
+
+def test_fetcher_treats_403_as_absent_only_for_optional_files(http_server):
+    """A public-read S3 bucket answers 403 for keys that do not exist."""
+    _server, url = http_server
+    _Handler.responses_by_path["/.cvmfs_last_snapshot"] = [(403, b"AccessDenied")]
+    fetcher = fmt.HttpFetcher(proxy="DIRECT", retries=0)
+    assert fetcher.get(url + "/.cvmfs_last_snapshot", missing_ok=True) is None
+    with fails("http_error", "HTTP 403"):
+        fetcher.get(url + "/.cvmfs_last_snapshot")
+
+
+@pytest.fixture
+def https_server(tmp_path):
+    """A stdlib HTTPS server on loopback with a self-signed certificate for 127.0.0.1."""
+    import ipaddress
+    import ssl
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                  critical=False)
+                   .sign(key, hashes.SHA256()))
+    cert_file, key_file = str(tmp_path / "server.crt"), str(tmp_path / "server.key")
+    write(cert_file, certificate.public_bytes(serialization.Encoding.PEM))
+    write(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    _Handler.responses_by_path = {"/f": [(200, b"secure")]}
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "https://127.0.0.1:%d" % server.server_address[1], cert_file
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetcher_https_with_ca_file(https_server):
+    url, ca_file = https_server
+    assert fmt.HttpFetcher(proxy="DIRECT", ca_file=ca_file, retries=0).get(url + "/f") == b"secure"
+    with fails("http_error", "CERTIFICATE_VERIFY_FAILED"):
+        fmt.HttpFetcher(proxy="DIRECT", retries=0).get(url + "/f")
+    assert fmt.HttpFetcher(proxy="DIRECT", validate_certs=False, retries=0).get(url + "/f") == b"secure"

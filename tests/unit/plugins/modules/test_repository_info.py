@@ -3,6 +3,7 @@ it (cvmfs-facts §2.1, §2.2), and argument errors. Runs the module for real in 
 The remote mode is tested against apache and squid in tests/integration/test_repository_info.py.
 """
 
+import json
 import os
 
 import pytest
@@ -101,3 +102,18 @@ def test_argument_errors(run_module, tmp_path, args, message):
     result = run_module(MODULE, args)
     assert result.failed
     assert message in result["msg"]
+
+
+def test_private_key_given_by_mistake_is_not_echoed(run_module):
+    """The key is generated here, for this test only; the result must not carry it anywhere."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    result = run_module(MODULE, {"url": "http://127.0.0.1:9/cvmfs/x", "public_keys": [pem]})
+    assert result.failed and result["reason"] == "bad_key"
+    assert "is a private key" in result["msg"]
+    secret_line = pem.splitlines()[1]
+    leaked = secret_line in json.dumps(result)
+    assert not leaked, "the private key came back in the module result"
