@@ -886,7 +886,15 @@ def verify_repository(base_url, fetcher, public_keys, now, name=None):
     require_cryptography()
     manifest_url = join_url(base_url, MANIFEST)
     whitelist_url = join_url(base_url, WHITELIST)
-    manifest = parse_manifest(fetcher.get(manifest_url), manifest_url)
+    try:
+        manifest_data = fetcher.get(manifest_url)
+    except CvmfsError as exc:
+        if exc.extra.get("status") == 404:
+            exc.message += ("; the URL should be the repository's base directory, the one holding "
+                            ".cvmfspublished (e.g. http://<server>/cvmfs/<repository>)")
+            exc.args = (exc.message,)
+        raise
+    manifest = parse_manifest(manifest_data, manifest_url)
     whitelist = parse_whitelist(fetcher.get(whitelist_url), whitelist_url)
 
     verify_whitelist(whitelist, public_keys, whitelist_url)

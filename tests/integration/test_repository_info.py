@@ -247,6 +247,7 @@ def test_not_a_repository(run_module, served, args, apache):
     url = apache.url + "/no-such-repository"
     result = run(run_module, args, url=url)
     expect_failure(result, "http_error", "GET %s/.cvmfspublished failed: HTTP 404" % url)
+    assert "the URL should be the repository's base directory" in result["msg"]
     assert result["status"] == 404
 
 

@@ -555,6 +555,22 @@ def test_inspect_stratum1_behind(cvmfs_repo, master_keys, tmp_path):
     assert info["replication"]["in_sync"] is False
 
 
+def test_inspect_stratum1_while_snapshotting(cvmfs_repo, master_keys, tmp_path):
+    storage = cvmfs_repo.copy("stratum1", tmp_path / "s1")
+    write(os.path.join(storage, ".cvmfs_is_snapshotting"), b"")
+    os.unlink(os.path.join(storage, ".cvmfs_status.json"))
+    info = fmt.inspect_repository(storage, DirectoryFetcher(), master_keys, cvmfs_repo.valid_time)
+    assert info["stratum1"]["snapshot_in_progress"] is True
+    assert info["stratum1"]["status"] is None
+
+
+def test_inspect_stratum1_with_empty_last_snapshot(cvmfs_repo, master_keys, tmp_path):
+    storage = cvmfs_repo.copy("stratum1", tmp_path / "s1")
+    write(os.path.join(storage, ".cvmfs_last_snapshot"), b"")
+    with fails("malformed", "cvmfs_last_snapshot is empty"):
+        fmt.inspect_repository(storage, DirectoryFetcher(), master_keys, cvmfs_repo.valid_time)
+
+
 def test_inspect_wrong_repository_name(cvmfs_repo, master_keys):
     with fails("name_mismatch", "expected repository is other.example.org"):
         fmt.inspect_repository(cvmfs_repo.stratum0, DirectoryFetcher(), master_keys, cvmfs_repo.valid_time,
