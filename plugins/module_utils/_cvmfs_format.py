@@ -801,6 +801,11 @@ class _HttpRetry(Retry):
         return isinstance(error, (socket.timeout, ConnectionResetError, ConnectionAbortedError))
 
 
+def redact_url(url):
+    """``http://user:secret@proxy:3128`` -> ``http://***@proxy:3128`` (for messages)."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1***@", url)
+
+
 class HttpFetcher:
     """GET small files over HTTP(S) with the standard library, like ``cvmfs_server`` does.
 
@@ -850,10 +855,11 @@ class HttpFetcher:
         if self._sleep is not None:
             kwargs["sleep"] = self._sleep
         fetch = _HttpRetry.backoff(**kwargs)(self._open)
-        via = "" if self.proxy in (None, "", "DIRECT") else " through proxy %s" % self.proxy
+        via = "" if self.proxy in (None, "", "DIRECT") else " through proxy %s" % redact_url(self.proxy)
         try:
             data = fetch(url, max_bytes)
         except HTTPError as exc:
+            exc.close()
             if exc.code in (403, 404) and missing_ok:
                 return None
             squid = exc.headers.get("X-Squid-Error") if exc.headers else None

@@ -9,6 +9,7 @@ import hashlib
 import http.server
 import json
 import os
+import socket
 import threading
 import zlib
 
@@ -612,6 +613,13 @@ def test_inspect_expired(cvmfs_repo, master_keys):
 
 # --------------------------------------------------------------------------- HTTP (stdlib server on loopback)
 
+def closed_port():
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     responses_by_path = {}
     seen = []
@@ -658,6 +666,14 @@ def test_fetcher_errors(http_server):
         fetcher.get(url + "/absent")
     with fails("malformed", "more than 1000 bytes"):
         fetcher.get(url + "/big", max_bytes=1000)
+
+
+def test_proxy_credentials_stay_out_of_messages():
+    port = closed_port()
+    fetcher = fmt.HttpFetcher(proxy="http://user:s3cret@127.0.0.1:%d" % port, retries=0)
+    with fails("http_error", r"through proxy http://\*\*\*@127\.0\.0\.1:%d failed" % port) as info:
+        fetcher.get("http://127.0.0.1:1/x")
+    assert "s3cret" not in info.value.message
 
 
 def test_fetcher_treats_403_as_absent_only_for_optional_files(http_server):
