@@ -53,6 +53,7 @@ options:
       - Remote mode. HTTP proxy for all requests, for example V(http://squid.example.org:3128).
       - V(DIRECT) connects directly and ignores proxy environment variables. Without this option the
         C(http_proxy)/C(https_proxy)/C(no_proxy) environment variables of the module apply.
+      - Credentials in the proxy URL are replaced by C(***) in error messages.
     type: str
   public_keys:
     description:
