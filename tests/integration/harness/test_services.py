@@ -115,6 +115,7 @@ def test_rabbitmq_restart_keeps_durable_message(rabbitmq):
     connection = rabbitmq.connection()
     channel = connection.channel()
     channel.queue_declare("harness-durable", durable=True)
+    channel.confirm_delivery()
     channel.basic_publish("", "harness-durable", b"survives", pika.BasicProperties(delivery_mode=2))
     connection.close()
     rabbitmq.stop()
@@ -123,14 +124,7 @@ def test_rabbitmq_restart_keeps_durable_message(rabbitmq):
     _method, _properties, body = connection.channel().basic_get("harness-durable", auto_ack=True)
     connection.close()
     assert body == b"survives"
-    assert json.loads(urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPBasicAuthHandler(
-        _guest_password_manager(rabbitmq))).open(rabbitmq.mgmt_url + "/api/overview").read())["rabbitmq_version"]
-
-
-def _guest_password_manager(rabbitmq):
-    manager = urllib.request.HTTPPasswordMgrWithDefaultRealm()
-    manager.add_password(None, rabbitmq.mgmt_url, rabbitmq.user, rabbitmq.password)
-    return manager
+    assert rabbitmq.management("overview")["rabbitmq_version"]
 
 
 # --- apache and squid ---------------------------------------------------------------------
