@@ -6,6 +6,7 @@ import time
 import urllib.error
 import urllib.request
 
+import botocore.exceptions
 import hvac
 import pika
 import pytest
@@ -78,6 +79,26 @@ def test_ceph_notification_reaches_rabbitmq(ceph_rgw, rabbitmq):
     assert record["eventSource"] == "ceph:s3" and record["eventName"] == "ObjectCreated:Put"
     assert (record["s3"]["bucket"]["name"], record["s3"]["object"]["key"]) == (bucket, "notified.txt")
     assert topic in [t["topic"]["name"] for t in ceph_rgw.admin("topic", "list")["topics"]]
+
+
+def test_ceph_rgw_revived_after_pacific_crash(ceph_rgw):
+    """RGW 16.2.15 aborts on DeleteObjects in a bucket with a persistent notification; the
+    harness starts radosgw again (and fails the test during which it died, unless it revives it)."""
+    s3 = ceph_rgw.client(max_attempts=1)
+    bucket = ceph_rgw.make_bucket()
+    arn = ceph_rgw.sns_client().create_topic(Name="harness-persistent", Attributes={
+        "push-endpoint": "amqp://127.0.0.1:1", "amqp-exchange": "none", "amqp-ack-level": "broker",
+        "persistent": "true"})["TopicArn"]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"TopicConfigurations": [
+        {"Id": "harness", "TopicArn": arn, "Events": ["s3:ObjectRemoved:*"]}]})
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    with pytest.raises(botocore.exceptions.ConnectionError):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "k"}]})
+    assert "RGWDeleteMultiObj" in ceph_rgw.revive_rgw()
+    s3.delete_object(Bucket=bucket, Key="k")
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    s3.delete_bucket(Bucket=bucket)
+    ceph_rgw.sns_client().delete_topic(TopicArn=arn)
 
 
 def test_seaweedfs_factory_survives_kill(seaweedfs_factory):
