@@ -1,0 +1,1 @@
+"""LOCAL STUB until branch harness lands (untracked)."""
