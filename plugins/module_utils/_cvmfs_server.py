@@ -24,6 +24,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import os
 import re
 import subprocess
@@ -429,6 +430,22 @@ class CvmfsServer:
                 context.setdefault("stratum0_url", values["stratum0_url"])
             classify(command, result, **context)
         return result
+
+    @contextlib.contextmanager
+    def transaction(self, name, retry_timeout=None, tag=None, tag_description=None):
+        """Open a transaction, yield, publish; abort (``-f``) if the body or the publish fails.
+
+        For programs on hosts (the publisher's sync job): ``with server.transaction(repo): write()``.
+        ``name`` may carry a gateway lease sub-path (``repo/sub/dir``). Yields the repository name.
+        """
+        repo = name.split("/", 1)[0]
+        self.run("transaction", name=name, retry_timeout=retry_timeout, context={"name": name})
+        try:
+            yield repo
+            self.run("publish", name=repo, tag=tag, tag_description=tag_description)
+        except BaseException:
+            self.run("abort", name=repo, check=False)
+            raise
 
     @property
     def last_mutating(self):
