@@ -1,1 +1,0 @@
-"""LOCAL STUB until branch harness lands (untracked)."""
