@@ -387,14 +387,23 @@ class CvmfsServer:
 
     ``check_mode``: mutating sub-commands are not run; they return a skipped
     :class:`CommandResult` (rc 0, empty output). ``env``: extra environment variables.
+    ``binary`` is looked up (:func:`find_binary`) when the first command is built.
     """
 
     def __init__(self, binary=None, check_mode=False, env=None, timeout=None):
-        self.binary = find_binary(binary)
+        self._binary_option = binary
+        self._binary = None
         self.check_mode = check_mode
         self.env = dict(env or {})
         self.timeout = timeout
         self.history = []
+
+    @property
+    def binary(self):
+        """Resolved on first use, so a module with nothing to do never needs cvmfs_server installed."""
+        if self._binary is None:
+            self._binary = find_binary(self._binary_option)
+        return self._binary
 
     def argv(self, command, **values):
         spec = COMMANDS[command]

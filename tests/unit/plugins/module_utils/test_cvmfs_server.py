@@ -106,6 +106,14 @@ class TestBinary:
         with pytest.raises(CvmfsError, match="is not an executable file"):
             srv.find_binary(str(plain))
 
+    def test_resolved_lazily(self, monkeypatch):
+        monkeypatch.setenv("PATH", "/nonexistent")
+        monkeypatch.setattr(srv, "SEARCH_PATH", ("/nonexistent2",))
+        runner = srv.CvmfsServer()
+        assert runner.last_mutating is None
+        with pytest.raises(CvmfsError, match="not found"):
+            runner.run("list")
+
     def test_bare_name_found_in_path(self, monkeypatch):
         monkeypatch.setenv("PATH", os.path.dirname(DOUBLE))
         assert srv.find_binary() == DOUBLE
