@@ -8,6 +8,7 @@ import datetime
 import hashlib
 import json
 import os
+import subprocess
 
 DOUBLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cvmfs_server")
 
@@ -32,6 +33,13 @@ class DoubleHost:
 
     def run(self, module, args, check=False, diff=False):
         return self._run_module(module, dict(self.options, **args), check=check, diff=diff, env=self.env())
+
+    def cvmfs(self, *args):
+        """Run the double directly (test set-up that is not the subject of the test); asserts success."""
+        proc = subprocess.run([DOUBLE] + list(args), env=dict(os.environ, **self.env()), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
 
     def calls(self):
         path = os.path.join(self.root, "calls.jsonl")
@@ -92,5 +100,3 @@ def make_storage(directory, fqrn, revision=5, whitelist_days=30, replicable=True
         with open(os.path.join(directory, ".cvmfs_master_replica"), "w") as handle:
             handle.write("This file marks the repository as replicatable to stratum 1 servers\n")
     return "file://" + directory
-
-
