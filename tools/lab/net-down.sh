@@ -1,0 +1,16 @@
+#!/bin/bash
+# Remove the lab bridge and its nft table, unless a host is still attached (or --force).
+set -u
+# shellcheck source=tools/lab/common.sh
+. "$(dirname "$(readlink -f "$0")")/common.sh"
+lab_require_root
+down() {
+  local ports=/sys/class/net/$LAB_BRIDGE/brif
+  if [ -d "$ports" ] && [ -n "$(ls "$ports")" ] && [ "${1:-}" != --force ]; then
+    echo "bridge $LAB_BRIDGE still in use ($(cd "$ports" && echo *)); keeping it"; return 0
+  fi
+  ip link del "$LAB_BRIDGE" 2>/dev/null
+  nft delete table ip "$LAB_NFT_TABLE" 2>/dev/null
+  return 0
+}
+lab_locked -x down "$@"
