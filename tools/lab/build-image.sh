@@ -9,7 +9,7 @@
 # the image's cache key, so a changed hook means a new image.
 # shellcheck disable=SC2016  # the mmdebstrap hooks are expanded by mmdebstrap, not here
 set -euo pipefail
-# shellcheck source=tools/lab/common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "$(readlink -f "$0")")/common.sh"
 force=0; prune=0
 for a in "$@"; do
@@ -45,15 +45,19 @@ else
   fi
   # --skip=cleanup/apt/lists: keep the apt lists, or roles using apt's cache_valid_time would see
   # a "fresh" but empty cache. ssh host keys and machine-id are made per host at boot. Masked:
-# apt's timers (they would grab the dpkg lock mid-converge) and the rpc_pipefs mounts that
-# nfs-common (pulled in by autofs) cannot do in a container (they would leave systemd "degraded").
-  mmdebstrap --variant=apt --components=main --skip=cleanup/apt/lists \
+  # apt's timers (they would grab the dpkg lock mid-converge) and the rpc_pipefs mounts that
+  # nfs-common (pulled in by autofs) cannot do in a container (they would leave systemd "degraded").
+  LOG=$LAB_CACHE_DIR/build.log
+  echo "building $IMAGE (log: $LOG)"
+  if ! mmdebstrap --variant=apt --components=main --skip=cleanup/apt/lists \
     --include="$LAB_PACKAGES" \
     "${HOOKS[@]}" \
     --customize-hook='systemctl --root="$1" mask apt-daily.timer apt-daily-upgrade.timer' \
     --customize-hook='systemctl --root="$1" mask run-rpc_pipefs.mount var-lib-nfs-rpc_pipefs.mount' \
     --customize-hook='rm -f "$1"/etc/ssh/ssh_host_* "$1"/etc/hostname; : > "$1"/etc/machine-id' \
-    "$LAB_SUITE" "$IMAGE.tmp.tar.zst" "$SRC"
+    "$LAB_SUITE" "$IMAGE.tmp.tar.zst" "$SRC" >"$LOG" 2>&1; then
+    tail -25 "$LOG" >&2; rm -f "$IMAGE.tmp.tar.zst"; lab_die "image build failed (log: $LOG)"
+  fi
   mv "$IMAGE.tmp.tar.zst" "$IMAGE"
   echo "built: $IMAGE ($(du -h "$IMAGE" | cut -f1)) in $((SECONDS - T0)) s"
 fi

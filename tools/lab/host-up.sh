@@ -6,7 +6,7 @@
 # Inside: eth0 with IP/LAB_PREFIX, /dev/fuse, root's authorized_keys = LAB_SSH_KEY.pub.
 set -euo pipefail
 HERE=$(dirname "$(readlink -f "$0")")
-# shellcheck source=tools/lab/common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$HERE/common.sh"
 [ $# -ge 2 ] || lab_die "usage: host-up.sh NAME IP [HOSTS_FILE]"
 N=$1; IP=$2; HOSTS_FILE=${3:-/dev/null}

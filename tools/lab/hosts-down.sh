@@ -3,7 +3,7 @@
 # removes the bridge when no host is attached any more. Never fails.
 set -u
 HERE=$(dirname "$(readlink -f "$0")")
-# shellcheck source=tools/lab/common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$HERE/common.sh"
 pids=()
 for n in "$@"; do "$HERE/host-down.sh" "$n" & pids+=($!); done

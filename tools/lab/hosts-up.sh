@@ -5,7 +5,7 @@
 # others stay up: call hosts-down.sh with the same names to clean up).
 set -euo pipefail
 HERE=$(dirname "$(readlink -f "$0")")
-# shellcheck source=tools/lab/common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$HERE/common.sh"
 [ $# -ge 1 ] || lab_die "usage: hosts-up.sh NAME=IP [NAME=IP ...]"
 lab_require_root

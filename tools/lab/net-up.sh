@@ -3,7 +3,7 @@
 # Changes on this machine: bridge LAB_BRIDGE with LAB_GW, nft table "ip LAB_NFT_TABLE",
 # net.ipv4.ip_forward=1 (left on by net-down.sh).
 set -euo pipefail
-# shellcheck source=tools/lab/common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "$(readlink -f "$0")")/common.sh"
 lab_require_root
 UPLINK=$(lab_uplink)

@@ -2,7 +2,7 @@
 # usage: status.sh [NAME ...]   One line per lab host (default: every host with a pid file):
 # name, address, systemd state inside, root file system use, memory of its processes (PSS).
 set -u
-# shellcheck source=tools/lab/common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "$(readlink -f "$0")")/common.sh"
 names=("$@")
 if [ ${#names[@]} = 0 ]; then
