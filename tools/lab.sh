@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # The local lab: lab hosts (tools/lab/) for every node type the collection deploys today, with
 # playbooks/site.yml applied to them.
 # usage: tools/lab.sh up | down | status

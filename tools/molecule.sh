@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Run molecule scenarios on lab hosts (tools/lab/), one after another.
 # usage: tools/molecule.sh [--stages] [SCENARIO ...]
 #   no SCENARIO: every scenario under molecule/ (each directory with a molecule.yml)

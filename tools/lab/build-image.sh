@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Build the lab hosts' base root filesystem once and cache it as a .tar.zst (see common.sh).
 # usage: build-image.sh [--force] [--prune] [--print-path]
 #   --force       rebuild even if the cached image exists

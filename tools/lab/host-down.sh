@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # usage: host-down.sh NAME [--keep]
 # Clean shutdown (SIGTERM to nspawn -> SIGRTMIN+3 -> systemd halts the guest), escalating to
 # nspawn's immediate termination after 15 s and SIGKILL after 5 more, then delete the host's root

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # usage: host-up.sh NAME IP [HOSTS_FILE]
 # Unpacks the cached base image into LAB_STATE_DIR/machines/NAME (a tmpfs unless LAB_TMPFS=0),
 # boots it with systemd-nspawn -b (systemd as PID 1) in its own network namespace on the lab bridge,

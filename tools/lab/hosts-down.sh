@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # usage: hosts-down.sh NAME [NAME ...]   Powers the hosts off in parallel and deletes them, then
 # removes the bridge when no host is attached any more. Never fails.
 set -u

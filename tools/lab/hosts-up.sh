@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # usage: hosts-up.sh NAME=IP [NAME=IP ...]
 # Builds the base image if needed, then boots all hosts in parallel (host-up.sh). Every host's
 # /etc/hosts lists all hosts named here. Exits non-zero if any host failed to come up (the

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Remove the lab bridge and its nft table, unless a host is still attached (or --force).
 set -u
 # shellcheck source-path=SCRIPTDIR source=common.sh

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Create the lab bridge and NAT to this machine's uplink (idempotent).
 # Changes on this machine: bridge LAB_BRIDGE with LAB_GW, nft table "ip LAB_NFT_TABLE",
 # net.ipv4.ip_forward=1 (left on by net-down.sh).

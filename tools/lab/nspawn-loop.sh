@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Runs systemd-nspawn "$@" and starts it again when the container reboots (nspawn exit status 133),
 # as systemd-nspawn@.service does with RestartForceExitStatus=133. SIGTERM = clean poweroff.
 stop=0; child=

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # usage: status.sh [NAME ...]   One line per lab host (default: every host with a pid file):
 # name, address, systemd state inside, root file system use, memory of its processes (PSS).
 set -u

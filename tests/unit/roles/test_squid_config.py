@@ -143,7 +143,7 @@ def _play(name, case_vars):
 def rendered(tmp_path_factory):
     """{case name: {"conf": text} or {"failed": preflight message}}, from one ansible-playbook run."""
     work = tmp_path_factory.mktemp("squid-render")
-    plays = [_play(n, v) for n, v in list(RENDERED.items()) + [(n, v) for n, (v, _) in REFUSED.items()]]
+    plays = [_play(n, v) for n, v in list(RENDERED.items()) + [(n, case[0]) for n, case in REFUSED.items()]]
     plays.append({"name": "results", "hosts": "proxy", "gather_facts": False, "tasks": [
         {"name": "results", "ansible.builtin.debug": {"var": "squid_test_results"}}]})
     (work / "inventory.yml").write_text(yaml.safe_dump(INVENTORY))
@@ -294,4 +294,3 @@ def test_defaults_match_argument_spec():
         assert name.startswith("squid_")
         assert spec.get("description"), name
         assert spec.get("default") == defaults[name], name
-
