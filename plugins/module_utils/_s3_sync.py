@@ -1191,6 +1191,10 @@ def _make_staging(dest):
     raise CvmfsError("cannot create a staging directory in %s" % dest)
 
 
+class SyncLocked(CvmfsError):
+    """Another run holds the state file's lock."""
+
+
 class _StateLock:
     """One run per state file at a time (flock on ``<state_file>.lock``)."""
 
@@ -1212,7 +1216,7 @@ class _StateLock:
         except OSError:
             os.close(self.fd)
             self.fd = None
-            raise CvmfsError("another s3_sync run holds %s; wait for it to finish" % self.path)
+            raise SyncLocked("another s3_sync run holds %s; wait for it to finish" % self.path)
 
     def release(self):
         if self.fd is not None:
