@@ -292,22 +292,19 @@ class Connection:
             while True:
                 while b"\r\n" not in self.buf:
                     self.buf += self._recv()
-                line, _, rest = self.buf.partition(b"\r\n")
-                self.buf = rest
+                line, self.buf = self.buf.split(b"\r\n", 1)
                 size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while b"\r\n" not in self.buf:
                         self.buf += self._recv()
                     # skip trailers
                     while True:
-                        line, _, rest = self.buf.partition(b"\r\n")
-                        self.buf = rest
+                        line, self.buf = self.buf.split(b"\r\n", 1)
                         if not line:
                             return
                         while b"\r\n" not in self.buf:
                             self.buf += self._recv()
-                for piece in self._exact(size):
-                    yield piece
+                yield from self._exact(size)
                 while len(self.buf) < 2:
                     self.buf += self._recv()
                 self.buf = self.buf[2:]
@@ -324,8 +321,7 @@ class Connection:
                 yield data
             self.close()
             return
-        for piece in self._exact(int(length)):
-            yield piece
+        yield from self._exact(int(length))
 
     def _exact(self, remaining):
         if self.buf:

@@ -875,7 +875,7 @@ class Sync:
             self._abort.set()
             raise
         finally:
-            for _ in workers:
+            for unused in workers:
                 jobs.put(None)
             for worker in workers:
                 worker.join(60)
@@ -982,7 +982,7 @@ class Sync:
             "Rename or remove those objects, or set on_invalid=skip to sync everything else."
             % (len(self.rejections), self.o.bucket, self.o.prefix, shown, more),
             rejected={"count": len(self.rejections), "bytes": sum(r[2] for r in self.rejections)},
-            rejections=[{"key": k, "reason": r} for k, r, _ in self.rejections[:self.o.max_reported]])
+            rejections=[{"key": k, "reason": r} for k, r, unused in self.rejections[:self.o.max_reported]])
 
     # ---------------------------------------------------------------- planning
 
@@ -1164,11 +1164,11 @@ class Sync:
         paths = {}
         for name in ("added", "updated", "deleted", "unchanged"):
             items = plan[name]
-            result[name] = {"count": len(items), "bytes": sum(size for _, size in items)}
+            result[name] = {"count": len(items), "bytes": sum(item[1] for item in items)}
             if name != "unchanged":
-                paths[name] = sorted(display(p) for p, _ in items)
+                paths[name] = sorted(display(item[0]) for item in items)
         result["rejected"] = {"count": len(self.rejections), "bytes": sum(r[2] for r in self.rejections)}
-        result["rejections"] = [{"key": k, "reason": r} for k, r, _ in self.rejections[:cap]]
+        result["rejections"] = [{"key": k, "reason": r} for k, r, unused in self.rejections[:cap]]
         result["changed"] = any(paths.values())
         result["changed_paths"] = dict((k, v[:cap]) for k, v in paths.items())
         result["changed_paths_truncated"] = any(len(v) > cap for v in paths.values())
@@ -1180,6 +1180,7 @@ class Sync:
             lines += ["- %s" % p for p in paths["deleted"]]
             result["diff"] = {"prepared": "\n".join(lines) + ("\n" if lines else "")}
         return result
+
 
 def _big_error(key, error):
     code = getattr(error, "response", {}).get("Error", {}).get("Code") if hasattr(error, "response") else None
@@ -1194,7 +1195,7 @@ def _big_error(key, error):
 
 
 def _make_staging(dest):
-    for _ in range(100):
+    for unused in range(100):
         path = os.path.join(dest, "%s%d.%s" % (STAGING_PREFIX, os.getpid(), os.urandom(4).hex()))
         try:
             os.mkdir(path, 0o700)

@@ -13,7 +13,7 @@ module: s3_sync
 short_description: Make a directory an exact, safe mirror of an S3 prefix
 version_added: 0.1.0
 author:
-  - sharedsw.cvmfs contributors
+  - sharedsw.cvmfs contributors (@sharedsw)
 description:
   - Mirrors every object below O(prefix) in O(bucket) into O(dest), for example a
     CernVM-FS repository inside an open transaction. New objects are created, changed ones
@@ -54,13 +54,16 @@ description:
     applies to the endpoint, all requests go through boto3 instead.
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Lists the prefix, walks O(dest) and HEADs new or changed objects (so symlink
       targets are checked), then reports what would change. Nothing is written.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff lists every added (C(+)), updated (C(~)) and deleted (C(-)) path.
   action_group:
+    description: Use C(group/sharedsw.cvmfs.cvmfs) in C(module_defaults) to set defaults for this module.
     support: full
     membership:
       - sharedsw.cvmfs.cvmfs
@@ -69,9 +72,9 @@ options:
     description:
       - S3 access key. With O(secret_key). Without both, credentials come from O(profile) or
         the usual boto3 chain (environment, config files, instance role).
+      - Default from the environment variable C(AWS_ACCESS_KEY_ID).
     type: str
     aliases: [aws_access_key_id]
-    fallback: (env_fallback, [AWS_ACCESS_KEY_ID])
   addressing_style:
     description:
       - How the bucket is addressed. V(path) (C(https://host/bucket/key)) suits Ceph RGW
@@ -108,9 +111,10 @@ options:
     type: path
     required: true
   endpoint_url:
-    description: S3 endpoint URL, for example C(https://rgw.example.org). Default is AWS.
+    description:
+      - S3 endpoint URL, for example C(https://rgw.example.org). Default is AWS.
+      - Default from the environment variable C(AWS_ENDPOINT_URL_S3) or C(AWS_ENDPOINT_URL).
     type: str
-    fallback: (env_fallback, [AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL])
   exclude:
     description:
       - Glob patterns (C(fnmatch); C(*) also matches C(/)) of paths below the prefix to
@@ -151,13 +155,15 @@ options:
     type: str
     default: cvmfs/
   profile:
-    description: Profile from the AWS config files to take credentials and region from.
+    description:
+      - Profile from the AWS config files to take credentials and region from.
+      - Default from the environment variable C(AWS_PROFILE).
     type: str
-    fallback: (env_fallback, [AWS_PROFILE])
   region:
-    description: Signing region. Default is the profile's region or C(us-east-1).
+    description:
+      - Signing region. Default is the profile's region or C(us-east-1).
+      - Default from the environment variable C(AWS_REGION) or C(AWS_DEFAULT_REGION).
     type: str
-    fallback: (env_fallback, [AWS_REGION, AWS_DEFAULT_REGION])
   reject_case_conflicts:
     description:
       - Reject keys whose paths differ only in case (after Unicode NFC normalisation) from
@@ -172,14 +178,16 @@ options:
     type: int
     default: 5
   secret_key:
-    description: S3 secret key, with O(access_key).
+    description:
+      - S3 secret key, with O(access_key).
+      - Default from the environment variable C(AWS_SECRET_ACCESS_KEY).
     type: str
     aliases: [aws_secret_access_key]
-    fallback: (env_fallback, [AWS_SECRET_ACCESS_KEY])
   session_token:
-    description: Session token for temporary credentials.
+    description:
+      - Session token for temporary credentials.
+      - Default from the environment variable C(AWS_SESSION_TOKEN).
     type: str
-    fallback: (env_fallback, [AWS_SESSION_TOKEN])
   state_file:
     description:
       - Where the sync state is kept. Must be outside O(dest) (inside, it would be

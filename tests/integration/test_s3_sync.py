@@ -245,7 +245,7 @@ def test_hostile_corpus_through_the_server(s3_server, bucket, dirs):
             expected[full] = verdict
     put(s3_server, bucket, "cvmfs/plain.txt", b"plain")
     listed = set()
-    fast, _, _ = engine.connect(conn_options(s3_server), bucket)
+    fast = engine.connect(conn_options(s3_server), bucket)[0]
     token = None
     while True:
         objects, token = fast.list_page("cvmfs/", token)
@@ -271,7 +271,7 @@ def test_hostile_corpus_through_the_server(s3_server, bucket, dirs):
             # key must never be accepted
             raise AssertionError("hostile key %r was accepted" % key)
     assert len(failure.value.extra["rejections"]) == len(rejected)
-    for root, _, files in os.walk(dirs[0]):
+    for root, unused, files in os.walk(dirs[0]):
         for name in files:
             assert os.path.realpath(os.path.join(root, name)).startswith(os.path.realpath(dirs[0]) + "/")
 
@@ -352,7 +352,7 @@ def test_transient_faults_are_retried(s3_server, bucket, dirs):
         proxy.close()
     assert result["added"]["count"] == 35
     assert {p: v[1] for p, v in tree(dirs[0]).items() if v[0] == "f"} == bodies
-    assert {"503", "reset", "cut"} <= set(action for _, _, action in proxy.log)
+    assert {"503", "reset", "cut"} <= set(entry[2] for entry in proxy.log)
 
 
 def test_persistent_fault_fails_cleanly(s3_server, bucket, dirs):
