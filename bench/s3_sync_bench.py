@@ -215,16 +215,20 @@ class GetLoop(Tool):
 # ------------------------------------------------------------------------------------ running
 
 def run_measured(tool, dest):
-    """(seconds, peak RSS in MiB, user+sys CPU seconds) of one run, measured with wait4."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(tool.argv(dest), env=tool.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError("%s failed (%s): %s" % (tool.name, proc.returncode, stderr[-3000:].decode(errors="replace")))
-    return elapsed, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
+    """(seconds, peak RSS in MiB, user+sys CPU seconds) of one run.
+
+    Measured by /usr/bin/time (GNU time): a child forked straight from this (large) Python
+    process would inherit its RSS high-water mark across exec.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as timing:
+        argv = ["/usr/bin/time", "-q", "-f", "%M %U %S", "-o", timing.name] + tool.argv(dest)
+        started = time.perf_counter()
+        proc = subprocess.run(argv, env=tool.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError("%s failed (%s): %s" % (tool.name, proc.returncode, proc.stderr[-3000:].decode(errors="replace")))
+        rss_kib, user, system = timing.read().split()[-3:]
+    return elapsed, int(rss_kib) / 1024.0, float(user) + float(system)
 
 
 def check_tree(dest, objects):

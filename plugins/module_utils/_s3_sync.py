@@ -1013,6 +1013,8 @@ class Sync:
         removed = set()
 
         def gone(path):
+            if not removed:
+                return False
             if path in removed:
                 return True
             for parent in _parents(path):
@@ -1021,7 +1023,7 @@ class Sync:
             return False
 
         def existed(path):
-            return path in tree and not any(parent in removed for parent in _parents(path))
+            return path in tree and not (removed and any(parent in removed for parent in _parents(path)))
 
         # 1. local entries of the wrong type go first (whatever `delete` says: S3 changed the type);
         #    what was below a replaced directory is reported as deleted

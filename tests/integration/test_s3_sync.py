@@ -412,3 +412,40 @@ def test_server_killed_mid_sync(seaweedfs_factory, dirs, run_module):
     done = run_module("s3_sync", args)
     assert not done.failed, done
     assert {p: v[1] for p, v in tree(dest).items() if v[0] == "f"} == new
+
+
+# ------------------------------------------------------------------------------ command line
+
+def _cli(server, bucket, dest, state, *extra):
+    import json
+    import subprocess
+    import sys
+    from tests.conftest import COLLECTIONS_ROOT
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS_ROOT, AWS_ACCESS_KEY_ID=server.access_key,
+               AWS_SECRET_ACCESS_KEY=server.secret_key, AWS_REGION=server.region)
+    proc = subprocess.run([sys.executable, "-m", "ansible_collections.sharedsw.cvmfs.plugins.module_utils._s3_sync_cli",
+                           "--endpoint-url", server.endpoint_url, "--bucket", bucket, "--dest", dest,
+                           "--state-file", state] + list(extra), env=env, capture_output=True, text=True, check=False)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_cli_exit_codes_and_json(s3_server, bucket, dirs):
+    import fcntl
+    dest, state = dirs
+    put(s3_server, bucket, "cvmfs/bin/run", b"#!/bin/sh\n", mode="755")
+    assert _cli(s3_server, bucket, dest, state, "--check")[1]["changed"] is True
+    code, result = _cli(s3_server, bucket, dest, state)
+    assert code == 0 and result["changed"] is True and result["added"]["count"] == 2
+    code, result = _cli(s3_server, bucket, dest, state)
+    assert code == 0 and result["changed"] is False
+    put(s3_server, bucket, "cvmfs/bin/run/x", b"makes bin/run a file and a directory")
+    code, result = _cli(s3_server, bucket, dest, state)
+    assert code == 3 and result["failed"] and result["rejections"][0]["key"] == "cvmfs/bin/run"
+    code, result = _cli(s3_server, bucket, dest, state, "--on-invalid", "skip")
+    assert code == 0 and result["rejected"]["count"] == 1
+    with open(state + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        code, result = _cli(s3_server, bucket, dest, state)
+    assert code == 4 and "another s3_sync run" in result["msg"]
+    code, result = _cli(s3_server, "no-such-bucket-s3sync", dest, state + ".2")
+    assert code == 1 and "NoSuchBucket" in result["msg"]
