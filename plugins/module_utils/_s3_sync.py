@@ -542,6 +542,7 @@ class Sync:
         self.errors = []
         self.staging = None
         self._seq = 0
+        self._queued = 0
         self._pending = 0
         self._listed = False
         self._lock = threading.Lock()
@@ -849,7 +850,10 @@ class Sync:
                 worker.daemon = True
                 worker.start()
                 workers.append(worker)
+            self.log("local tree: %d entries; state: %d entries" % (len(tree), len(state.objects)))
             self._survey(pages, jobs, tree, state)
+            self.log("listed %d selected keys, %d to fetch or probe, %d rejected so far"
+                     % (len(self.entries), self._queued, len(self.rejections)))
             while not self._all_done.wait(0.5):
                 pass
             if self.errors:
@@ -867,6 +871,8 @@ class Sync:
             if self.rejections and o.on_invalid == "fail":
                 raise self._rejection_error()
             plan = self._plan(tree, pinned)
+            self.log("plan: %d to add, %d to update, %d to delete" % (
+                len(plan["added"]), len(plan["updated"]), len(plan["deleted"])))
             if not o.check_mode:
                 self._apply(plan)
                 self._save_state(state)
@@ -916,6 +922,7 @@ class Sync:
                 if entry.action != "keep":
                     batch.append(entry)
             if batch and not self._no_fetch.is_set():
+                self._queued += len(batch)
                 with self._lock:
                     self._pending += len(batch)
                 for entry in batch:
