@@ -88,9 +88,16 @@ def _big_body(size):
 
 
 def mutate(client, bucket, objects, fraction, rng):
-    small = [o for o in objects if o[4] is None and o[1] < 4 * MIB]
+    """Rewrite ``fraction`` of the small files in S3 (new size, content and mtime); ``objects``
+    is updated in place so later checks compare against what S3 holds now."""
+    small = [index for index, o in enumerate(objects) if o[4] is None and o[1] < 4 * MIB]
     chosen = rng.sample(small, max(1, int(len(objects) * fraction)))
-    upload(client, bucket, [(k, s + 1, m, t + 1, None) for k, s, m, t, _ in chosen])
+    changed = []
+    for index in chosen:
+        key, size, mode, mtime, _target = objects[index]
+        objects[index] = (key, size + 1, mode, mtime + 1, None)
+        changed.append(objects[index])
+    upload(client, bucket, changed)
     return len(chosen)
 
 

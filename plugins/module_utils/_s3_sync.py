@@ -27,10 +27,10 @@ How a run goes (all-or-nothing):
 
 "Unchanged" is decided from the state file (key -> ETag, size, LastModified, and the mode,
 mtime and symlink target we gave the local file), checked against ``lstat`` of the local
-path, so a reverted transaction or a hand edit is noticed. Without a state entry, a local file
-of the same size whose mtime matches the object's (LastModified or stored mtime), or whose MD5
-equals the object's plain ETag, is kept and only its mode/mtime fixed: an unchanged file is
-never rewritten.
+path, so a reverted transaction or a hand edit is noticed. Without a state entry that vouches
+for the local file, a local file of the same size is kept (and only its mode/mtime fixed) when
+its MD5 equals the object's ETag, or, for multipart ETags that are no MD5, when its mtime
+matches the object's: an unchanged file is never rewritten.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -80,6 +80,8 @@ DEFAULT_DIR_MODE = 0o755
 MODE_MASK = 0o777                  # setuid, setgid and sticky bits are never applied
 
 STAGING_PREFIX = ".s3sync-staging."
+BUFFERED = 1024 * 1024             # objects up to this size are written with one write()
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 MAX_SEGMENT = 255
 MAX_PATH = 4000
 MAX_SYMLINK = 4095
@@ -551,6 +553,8 @@ class Sync:
         self._all_done = threading.Event()
         self._transfer = None
         self._transfer_lock = threading.Lock()
+        self._umask = os.umask(0o022)
+        os.umask(self._umask)
         retry = S3Retry.backoff(retries=options.retries, delay=0.25, max_delay=10.0)
         self._list_page = retry(fast.list_page)
         self._head_key = retry(fast.head)
@@ -599,10 +603,14 @@ class Sync:
         if local is None:
             entry.action = "fetch"
             return
-        if state is not None and state[0] == entry.etag and state[1] == entry.size:
+        if state is not None:
             kind = KIND_LINK if state[5] is not None else KIND_FILE
-            if local[0] == kind and _seconds(local[2]) == state[3] and local[3] == state[4] \
-                    and (kind == KIND_LINK or local[1] == state[1]):
+            vouched = local[0] == kind and _seconds(local[2]) == state[3] and local[3] == state[4] \
+                and (kind == KIND_LINK or local[1] == state[1])
+            if vouched and (state[0] != entry.etag or state[1] != entry.size):
+                entry.action = "fetch"  # the local file is what we wrote; the object changed since
+                return
+            if vouched:
                 entry.action = "keep" if state[2] == entry.last_modified else "probe"
                 if kind == KIND_LINK:
                     try:
@@ -649,6 +657,8 @@ class Sync:
             return
         entry.headers = headers
         entry.etag = headers.get("etag", entry.etag).strip('"')
+        if headers.get("content-length", "").isdigit():
+            entry.size = int(headers["content-length"])
         attrs = object_attributes(headers, entry.is_dir, self.warnings)
         entry.attrs = attrs
         local = entry.local
@@ -673,9 +683,14 @@ class Sync:
             state = entry.state
             known = state is not None and state[0] == entry.etag and state[1] == entry.size \
                 and _seconds(local[2]) == state[3]
-            if not known and _seconds(local[2]) != _seconds(attrs.mtime_ns):
-                # no state vouches for the content and the mtime differs: compare the MD5
-                if not (_PLAIN_MD5.match(entry.etag) and self._local_md5(entry.path) == entry.etag.lower()):
+            if not known:
+                # no state vouches for the local file: same content? With a plain-MD5 ETag
+                # compare digests; otherwise (multipart ETag) fall back to size + mtime
+                if _PLAIN_MD5.match(entry.etag):
+                    if self._local_md5(entry.path) != entry.etag.lower():
+                        entry.action = "fetch"
+                        return
+                elif _seconds(local[2]) != _seconds(attrs.mtime_ns):
                     entry.action = "fetch"
                     return
         if _seconds(local[2]) == _seconds(attrs.mtime_ns) and (attrs.kind == KIND_LINK or local[3] == attrs.mode):
@@ -714,13 +729,41 @@ class Sync:
             self._get_small(entry, key)
 
     def _fetch_small(self, entry, key):
+        """GET into the staging directory. Objects up to BUFFERED bytes are collected in memory
+        and written with one ``write`` into a file created with its final mode (symlink objects
+        never touch the disk here); bigger ones are streamed."""
         if self._abort.is_set():
             raise _Abort()
+        digest = hashlib.md5() if self.o.verify_checksum else None
+        if entry.size <= BUFFERED:
+            chunks = []
+            headers = self.fast.get(key, chunks.append)
+            if headers is None:
+                entry.action = "vanished"
+                return
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if digest is not None:
+                digest.update(body)
+            self._check_body(key, headers, len(body), digest)
+            attrs = self._take_headers(entry, headers, len(body))
+            if attrs.kind != KIND_FILE:
+                return
+            if entry.staged is None:
+                entry.staged = self._staged_name()
+            fd = os.open(entry.staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, attrs.mode)
+            try:
+                if body:
+                    write_all(fd, body)
+                if attrs.mode & self._umask:
+                    os.fchmod(fd, attrs.mode)
+                os.utime(fd, ns=(attrs.mtime_ns, attrs.mtime_ns))
+            finally:
+                os.close(fd)
+            return
         if entry.staged is None:
             entry.staged = self._staged_name()
-        fd = os.open(entry.staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+        fd = os.open(entry.staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o600)
         try:
-            digest = hashlib.md5() if self.o.verify_checksum else None
             received = [0]
 
             def sink(chunk):
@@ -733,28 +776,34 @@ class Sync:
             if headers is None:
                 entry.action = "vanished"
                 return
-            length = headers.get("content-length")
-            if length is not None and int(length) != received[0]:
-                raise TransportError("GET %s: got %d of %s bytes" % (display(key), received[0], length))
-            etag = headers.get("etag", "").strip('"')
-            if digest is not None and _PLAIN_MD5.match(etag) and digest.hexdigest() != etag.lower():
-                raise TransportError("GET %s: MD5 %s does not match ETag %s" % (display(key), digest.hexdigest(), etag))
+            self._check_body(key, headers, received[0], digest)
             self._finish_file(entry, fd, headers, received[0])
         finally:
             os.close(fd)
 
-    def _finish_file(self, entry, fd, headers, size):
+    @staticmethod
+    def _check_body(key, headers, size, digest):
+        length = headers.get("content-length")
+        if length is not None and int(length) != size:
+            raise TransportError("GET %s: got %d of %s bytes" % (display(key), size, length))
+        etag = headers.get("etag", "").strip('"')
+        if digest is not None and _PLAIN_MD5.match(etag) and digest.hexdigest() != etag.lower():
+            raise TransportError("GET %s: MD5 %s does not match ETag %s" % (display(key), digest.hexdigest(), etag))
+
+    def _take_headers(self, entry, headers, size):
         attrs = object_attributes(headers, False, self.warnings)
         entry.headers = headers
         entry.attrs = attrs
         entry.etag = headers.get("etag", entry.etag).strip('"')
         entry.size = size
+        entry.bytes = size if attrs.kind == KIND_FILE else 0
+        return attrs
+
+    def _finish_file(self, entry, fd, headers, size):
+        attrs = self._take_headers(entry, headers, size)
         if attrs.kind == KIND_FILE:
             os.fchmod(fd, attrs.mode)
             os.utime(fd, ns=(attrs.mtime_ns, attrs.mtime_ns))
-            entry.bytes = size
-        else:
-            entry.bytes = 0
 
     def _transfer_manager(self):
         with self._transfer_lock:

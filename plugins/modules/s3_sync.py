@@ -21,9 +21,10 @@ description:
   - An unchanged file is never rewritten (in a transaction a rewrite is a republish).
     Unchanged is decided from a state file (key to ETag, size and LastModified, plus the
     mode, mtime and symlink target given to the local file), checked against the local file.
-    Without a state entry a local file of the same size is kept when its mtime matches the
-    object's, or when its MD5 equals the object's (single-part) ETag; only its mode or mtime
-    are then fixed.
+    Without a state entry (or when the local file is not the one the state recorded), a local
+    file of the same size is kept when its MD5 equals the object's ETag, or, for multipart
+    ETags (no MD5), when its mtime matches the object's; only its mode or mtime are then
+    fixed.
   - "Metadata convention (S3 user metadata, C(x-amz-meta-*)): C(mode) is an octal
     permission string (C(755), C(0755), or rclone's C(100755)); C(mtime) is seconds since
     the epoch, possibly fractional (what rclone writes) or RFC 3339; C(s3cmd-attrs) is what

@@ -184,3 +184,23 @@ def test_state_file_inside_dest_is_refused(s3, where):
         engine.Sync(engine.Options(bucket="b", dest=where[0], state_file=os.path.join(where[0], "s.json")),
                     s3, "mem://b/").run()
     assert "outside" in failure.value.message
+
+
+def test_same_size_same_second_new_content_is_fetched(s3, where):
+    """Regression: ETag changed, size and (second-granular) mtime did not."""
+    dest, state = where
+    s3.put("cvmfs/a", b"one")  # the double gives a replaced object the same Last-Modified
+    run(s3, where)
+    s3.put("cvmfs/a", b"two")
+    assert run(s3, where)["changed_paths"]["updated"] == ["a"]
+    with open(os.path.join(dest, "a"), "rb") as handle:
+        assert handle.read() == b"two"
+    # and without a state file: decided by MD5, not by size + mtime
+    os.unlink(state)
+    s3.put("cvmfs/a", b"six")
+    assert run(s3, where)["changed_paths"]["updated"] == ["a"]
+    with open(os.path.join(dest, "a"), "rb") as handle:
+        assert handle.read() == b"six"
+    os.unlink(state)
+    gets = s3.gets
+    assert run(s3, where)["changed"] is False and s3.gets == gets
