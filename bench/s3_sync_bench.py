@@ -322,12 +322,16 @@ def bench(args):
     tools = [makers[name](ctx) for name in args.tools.split(",")]
 
     if args.profile:
+        # once sampling every thread (where the wall time goes, waiting included), once only the
+        # thread holding the GIL (where our CPU goes)
         ours = Ours(ctx)
-        ours.reset(dest)
-        out = os.path.join(work, "profile.txt")
-        subprocess.run(["py-spy", "record", "-r", "250", "-f", "raw", "--threads", "-o", out, "--"] + ours.argv(dest),
-                       env=ours.env(), check=True, stdout=subprocess.DEVNULL)
-        summarize_profile(out)
+        for label, flags in (("all threads, wall time", ["--threads"]), ("GIL holder only, CPU", ["--gil"])):
+            ours.reset(dest)
+            out = os.path.join(work, "profile.txt")
+            subprocess.run(["py-spy", "record", "-r", "250", "-f", "raw", "-o", out] + flags + ["--"] + ours.argv(dest),
+                           env=ours.env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            print("== py-spy, %s ==" % label)
+            summarize_profile(out)
         return 0
 
     rng = random.Random(11)
