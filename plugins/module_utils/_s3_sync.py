@@ -932,8 +932,9 @@ class Sync:
         finally:
             for unused in workers:
                 jobs.put(None)
+            deadline = time.time() + 30  # a worker stuck on a dead server must not hold us long
             for worker in workers:
-                worker.join(60)
+                worker.join(max(0.1, deadline - time.time()))
             self._cleanup()
 
     def _survey(self, pages, jobs, tree, state):

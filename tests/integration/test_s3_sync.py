@@ -449,3 +449,36 @@ def test_cli_exit_codes_and_json(s3_server, bucket, dirs):
     assert code == 4 and "another s3_sync run" in result["msg"]
     code, result = _cli(s3_server, "no-such-bucket-s3sync", dest, state + ".2")
     assert code == 1 and "NoSuchBucket" in result["msg"]
+
+
+def test_cli_sigterm_mid_sync_removes_staging(s3_server, bucket, dirs):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from tests.conftest import COLLECTIONS_ROOT
+    dest, state = dirs
+    old = _populate(s3_server, bucket, 10, b"v1")
+    sync(s3_server, bucket, dirs)
+    new = _populate(s3_server, bucket, 10, b"v2")
+    proxy = FaultProxy(*_upstream(s3_server), rule=lambda method, path, number: (lambda: time.sleep(0.5)))
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS_ROOT, AWS_ACCESS_KEY_ID=s3_server.access_key,
+               AWS_SECRET_ACCESS_KEY=s3_server.secret_key, AWS_REGION=s3_server.region)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ansible_collections.sharedsw.cvmfs.plugins.module_utils._s3_sync_cli",
+             "--endpoint-url", proxy.url, "--bucket", bucket, "--dest", dest, "--state-file", state,
+             "--max-workers", "2"], env=env, stdout=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while not any("list-type" not in entry[1] and entry[0] == "GET" for entry in list(proxy.log)):
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        proxy.close()
+    assert proc.returncode == 143, out
+    assert json.loads(out)["failed"] is True
+    _assert_old_or_new(dest, old, new)
+    assert {p: v[1] for p, v in tree(dest).items() if v[0] == "f"} == old
