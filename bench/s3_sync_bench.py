@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark s3_sync against the tools operators would otherwise script.
 
 One command (from the collection root, with the project venv active)::
@@ -357,6 +356,10 @@ def bench(args):
     return 0
 
 
+def _fraction(pair):
+    return "%d/%d" % pair if pair else "-"
+
+
 def report(tools, results, count, total_bytes, args):
     ours = Ours.name
     print()
@@ -372,12 +375,11 @@ def report(tools, results, count, total_bytes, args):
             base = results.get((ours, scenario))
             ratio = seconds / statistics.median(r[0] for r in base) if base else float("nan")
             moved = total_bytes if scenario == "cold" else 0
-            fmt = lambda pair: "%d/%d" % pair if pair else "-"  # noqa: E731
             print("| %s | %s | %.2f | %.0f | %s | %.2f | %.0f | %s | %s | %s | %.2fx |" % (
                 tool.name, scenario, seconds, count / seconds, "%.1f" % (moved / MIB / seconds) if moved else "-",
-                cpu, rss, fmt(check.get("exec")) if scenario == "cold" else "",
-                fmt(check.get("mtime")) if scenario == "cold" else "",
-                fmt(check.get("links")) if scenario == "cold" else "", ratio))
+                cpu, rss, _fraction(check.get("exec")) if scenario == "cold" else "",
+                _fraction(check.get("mtime")) if scenario == "cold" else "",
+                _fraction(check.get("links")) if scenario == "cold" else "", ratio))
     print("\n(files/s = objects in the prefix / median seconds; 'changed' = 1%% of the objects rewritten in S3 "
           "before the run; medians of %d runs)" % args.repeat)
 
@@ -388,7 +390,7 @@ def summarize_profile(path):
     inclusive = collections.Counter()
     total = 0
     for line in open(path):
-        stack, _, count = line.rstrip().rpartition(" ")
+        stack, count = line.rstrip().rsplit(" ", 1)
         count = int(count)
         frames = [f for f in stack.split(";") if f and not f.startswith("process ") and not f.startswith("thread ")]
         if not frames:
