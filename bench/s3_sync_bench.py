@@ -271,7 +271,7 @@ def main():
     parser.add_argument("--access-key", default="testaccess")
     parser.add_argument("--secret-key", default="testsecret")
     parser.add_argument("--dest-dir", help="where the tools write (default: a temporary directory on disk)")
-    parser.add_argument("--workers", type=int, default=16, help="our --max-workers")
+    parser.add_argument("--workers", type=int, default=32, help="our --max-workers")
     parser.add_argument("--tools", default="ours,aws,rclone,rclone32,s3cmd,getloop")
     parser.add_argument("--profile", action="store_true", help="profile our cold sync with py-spy and stop")
     parser.add_argument("--json", help="also write the raw results here")

@@ -398,7 +398,7 @@ class Options:
     """Sync options (see the module documentation for each)."""
 
     def __init__(self, bucket, dest, prefix="cvmfs/", delete=True, include=None, exclude=None,
-                 max_workers=16, state_file=None, on_invalid="fail", symlink_root=None,
+                 max_workers=32, state_file=None, on_invalid="fail", symlink_root=None,
                  allow_symlink_escape=False, reject_case_conflicts=False,
                  multipart_threshold=64 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024,
                  verify_checksum=True, retries=5, max_reported=100, check_mode=False, diff=False):
@@ -1430,7 +1430,7 @@ def _boto_client(conn, max_workers, credentials=None, region=None):
     return session, client
 
 
-def connect(conn, bucket, max_workers=16):
+def connect(conn, bucket, max_workers=32):
     """Build the hot-path transport for ``bucket`` and a factory for a boto3 client.
 
     Returns ``(fast, client_factory, source)``; ``source`` names the bucket's endpoint (it is

@@ -70,7 +70,7 @@ def _parser():
     p.add_argument("--no-delete", action="store_true", help="keep local paths whose objects disappeared")
     p.add_argument("--include", action="append", default=[])
     p.add_argument("--exclude", action="append", default=[])
-    p.add_argument("--max-workers", type=int, default=16)
+    p.add_argument("--max-workers", type=int, default=32)
     p.add_argument("--state-file")
     p.add_argument("--on-invalid", choices=("fail", "skip"), default="fail")
     p.add_argument("--symlink-root")

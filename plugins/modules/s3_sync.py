@@ -135,9 +135,12 @@ options:
     type: int
     default: 100
   max_workers:
-    description: Parallel downloads.
+    description:
+      - Parallel requests (one persistent connection each). Downloads of small objects are
+        bound by request latency, not by this process's CPU, so more than the number of cores
+        pays off; measured best at 32 on a 2-core host.
     type: int
-    default: 16
+    default: 32
   multipart_threshold:
     description: Objects of this many bytes or more are downloaded with boto3's transfer manager.
     type: int
@@ -339,7 +342,7 @@ class S3SyncModule(CvmfsModule):
         exclude=dict(type="list", elements="str", default=[]),
         include=dict(type="list", elements="str", default=[]),
         max_reported=dict(type="int", default=100),
-        max_workers=dict(type="int", default=16),
+        max_workers=dict(type="int", default=32),
         multipart_threshold=dict(type="int", default=64 * 1024 * 1024),
         on_invalid=dict(type="str", choices=["fail", "skip"], default="fail"),
         prefix=dict(type="str", default="cvmfs/"),
