@@ -81,6 +81,7 @@ MODE_MASK = 0o777                  # setuid, setgid and sticky bits are never ap
 
 STAGING_PREFIX = ".s3sync-staging."
 BUFFERED = 1024 * 1024             # objects up to this size are written with one write()
+LISTERS = 8                        # parallel listings of the top-level common prefixes
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 MAX_SEGMENT = 255
 MAX_PATH = 4000
@@ -575,16 +576,60 @@ class Sync:
     # ---------------------------------------------------------------- survey
 
     def _list(self, pages):
-        token = None
+        """Feed listing pages to ``pages``, then None (or the exception that stopped it).
+
+        A plain listing is sequential (each page needs the previous page's token) and for a
+        no-op sync it is the whole wall time. So the top level is listed with delimiter "/",
+        and every common prefix is then listed in full by LISTERS threads in parallel: by S3's
+        definition the union is exactly the full listing.
+        """
         try:
+            prefixes = []
+            delimited = getattr(self.fast, "supports_delimiter", False)
+            token = None
             while not self._abort.is_set():
-                objects, token = self._list_page(self.o.prefix, token)
+                if delimited:
+                    objects, token = self._list_page(self.o.prefix, token, prefixes)
+                else:
+                    objects, token = self._list_page(self.o.prefix, token)
                 pages.put(objects)
                 if not token:
                     break
+            if prefixes:
+                work = SimpleQueue()
+                for prefix in prefixes:
+                    work.put(prefix)
+                failures = []
+                threads = [threading.Thread(target=self._list_prefixes, args=(work, pages, failures),
+                                            name="s3sync-list-%d" % n) for n in range(min(LISTERS, len(prefixes)))]
+                for thread in threads:
+                    thread.daemon = True
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                if failures:
+                    raise failures[0]
             pages.put(None)
         except BaseException as error:  # pylint: disable=broad-except
+            self._abort.set()
             pages.put(error)
+
+    def _list_prefixes(self, work, pages, failures):
+        while not (self._abort.is_set() or failures):
+            try:
+                prefix = work.get(False)
+            except Exception:  # pylint: disable=broad-except  # queue.Empty
+                return
+            token = None
+            try:
+                while not self._abort.is_set():
+                    objects, token = self._list_page(prefix, token)
+                    pages.put(objects)
+                    if not token:
+                        break
+            except Exception as error:  # pylint: disable=broad-except
+                failures.append(error)
+                return
 
     def _decide(self, entry):
         """Set ``entry.action`` from the listing, the state and ``lstat``: 'keep' (unchanged),

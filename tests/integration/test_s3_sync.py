@@ -254,6 +254,24 @@ def test_hostile_corpus_through_the_server(s3_server, bucket, dirs):
             break
     stored = dict((k, v) for k, v in expected.items() if k in listed)
     assert len(stored) >= 50, "the server stored only %d corpus keys" % len(stored)
+    # the engine's parallel listing (delimited top level + each prefix in full) sees exactly
+    # what a plain listing sees, each key once
+    from queue import SimpleQueue
+    for more in ("cvmfs/nested/a/b/c", "cvmfs/nested/", "cvmfs/x/", "cvmfs/x/y"):
+        put(s3_server, bucket, more, b"n")
+    plain = []
+    while True:
+        objects, token = fast.list_page("cvmfs/", token)
+        plain.extend(o.key for o in objects)
+        if not token:
+            break
+    pages = SimpleQueue()
+    engine.Sync(engine.Options(bucket=bucket, dest=dirs[0], state_file=dirs[1]), fast, "x")._list(pages)
+    seen = []
+    for page in iter(pages.get, None):
+        assert not isinstance(page, BaseException), page
+        seen.extend(o.key for o in page)
+    assert sorted(seen) == sorted(plain) and len(set(seen)) == len(seen)
     with pytest.raises(CvmfsError) as failure:
         sync(s3_server, bucket, dirs, max_reported=1000)
     assert os.listdir(dirs[0]) == []

@@ -18,12 +18,14 @@ from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import Cvmf
 
 
 class MemoryS3:
-    """Test double: objects kept in a dict, listed in a scrambled order (like SeaweedFS)."""
+    """Test double: objects kept in a dict, listed in a scrambled order (like SeaweedFS), three
+    per page, with "/" delimiter support."""
 
     def __init__(self):
         self.objects = {}
         self.gets = 0
         self.heads = 0
+        self.lists = []
 
     def put(self, key, body=b"", **meta):
         if isinstance(key, str):
@@ -34,13 +36,27 @@ class MemoryS3:
         headers.update(("x-amz-meta-" + k.replace("_", "-"), str(v)) for k, v in meta.items())
         self.objects[key] = (body, headers)
 
-    def list_page(self, prefix, token=None):
-        keys = sorted((k for k in self.objects if k.startswith(prefix.encode())), key=lambda k: k[::-1])
+    supports_delimiter = True
+
+    def list_page(self, prefix, token=None, prefixes=None):
+        if isinstance(prefix, str):
+            prefix = prefix.encode("utf-8")
+        self.lists.append((prefix, prefixes is not None))
+        items = set()
+        for key in self.objects:
+            if key.startswith(prefix):
+                cut = key.find(b"/", len(prefix)) if prefixes is not None else -1
+                items.add((key[:cut + 1], True) if cut >= 0 else (key, False))
+        items = sorted(items, key=lambda k: k[0][::-1])
         start = int(token or 0)
-        page = keys[start:start + 3]
-        listed = [http.ListedObject(k, len(self.objects[k][0]), self.objects[k][1]["etag"].strip('"'),
-                                    self.objects[k][1]["last-modified"]) for k in page]
-        return listed, (str(start + 3) if start + 3 < len(keys) else None)
+        listed = []
+        for key, is_prefix in items[start:start + 3]:
+            if not is_prefix:
+                listed.append(http.ListedObject(key, len(self.objects[key][0]), self.objects[key][1]["etag"].strip('"'),
+                                                self.objects[key][1]["last-modified"]))
+            else:
+                prefixes.append(key)
+        return listed, (str(start + 3) if start + 3 < len(items) else None)
 
     def head(self, key):
         self.heads += 1
@@ -204,3 +220,17 @@ def test_same_size_same_second_new_content_is_fetched(s3, where):
     os.unlink(state)
     gets = s3.gets
     assert run(s3, where)["changed"] is False and s3.gets == gets
+
+
+def test_parallel_listing_sees_every_key(s3, where):
+    keys = ["cvmfs/top.txt", "cvmfs/d/", "cvmfs/d/x", "cvmfs/e/f/g/h", "cvmfs/weird//x", "cvmfs/a b/c"]
+    keys += ["cvmfs/p%02d/f%d" % (n, m) for n in range(12) for m in range(4)]
+    for key in keys:
+        s3.put(key, key.encode())
+    result = run(s3, where, on_invalid="skip")
+    assert result["rejections"] == [{"key": "cvmfs/weird//x", "reason": "empty path segment ('//')"}]
+    synced = set()
+    for root, dirs, files in os.walk(where[0]):
+        synced.update(os.path.relpath(os.path.join(root, f), where[0]) for f in files)
+    assert synced == set(k[len("cvmfs/"):] for k in keys if not k.endswith("/") and "//" not in k)
+    assert (b"cvmfs/", True) in s3.lists and (b"cvmfs/p07/", False) in s3.lists

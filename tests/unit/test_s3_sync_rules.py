@@ -217,3 +217,19 @@ def test_list_page_parsing_url_encoded_keys():
     assert token == "tok"
     assert [(o.key, o.size, o.etag, o.last_modified) for o in objects] == [
         (b"cvmfs/a\nb\xff", 3, "abc", "2026-11-23T13:04:05.000Z")]
+
+
+def test_list_page_survives_rgw_raw_prefix_echo():
+    """RGW echoes a requested prefix unencoded: control characters as invalid character
+    references, invalid UTF-8 as raw bytes. Keys must still come out byte-exact."""
+    body = (b'<?xml version="1.0"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b'<EncodingType>url</EncodingType><Prefix>cvmfs/a&#1;b\xff/</Prefix><IsTruncated>true</IsTruncated>'
+            b'<NextContinuationToken>cvmfs/a&#1;b\xff/x</NextContinuationToken>'
+            b'<Contents><Key>cvmfs/a%01b%FF/x</Key><ETag>&quot;e&quot;</ETag><Size>0</Size>'
+            b'<LastModified>2026-11-23T13:04:05.000Z</LastModified></Contents></ListBucketResult>')
+    objects, token = http.parse_list_page(body)
+    assert [o.key for o in objects] == [b"cvmfs/a\x01b\xff/x"]
+    assert http.uri_encode(token, safe="-_.~") == "cvmfs%2Fa%01b%FF%2Fx"
+    raw_keys = body.replace(b"<EncodingType>url</EncodingType>", b"").replace(b"cvmfs/a%01b%FF/x", b"k&#27;\xfe")
+    objects, token = http.parse_list_page(raw_keys)
+    assert [o.key for o in objects] == [b"k\x1b\xfe"]
