@@ -99,7 +99,7 @@ def _credentials(path):
 def main(argv=None):
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="s3_sync: %(message)s")
+                        format="s3_sync: %(relativeCreated)7.0f ms %(message)s")
 
     def terminate(signum, frame):
         raise _Terminated(signum)
