@@ -931,10 +931,12 @@ class Sync:
             tree, pinned, stale = {}, set(), []
         jobs = SimpleQueue()
         workers = []
+        dest_lock = None
         try:
             if not o.check_mode:
                 if not os.path.isdir(o.dest):
                     os.mkdir(o.dest, DEFAULT_DIR_MODE)
+                dest_lock = _lock_directory(o.dest)
                 for path in stale:
                     shutil.rmtree(path, ignore_errors=True)
                 self.staging = _make_staging(o.dest)
@@ -980,6 +982,8 @@ class Sync:
             for worker in workers:
                 worker.join(max(0.1, deadline - time.time()))
             self._cleanup()
+            if dest_lock is not None:
+                os.close(dest_lock)
 
     def _survey(self, pages, jobs, tree, state):
         o = self.o
@@ -1310,7 +1314,20 @@ def _make_staging(dest):
 
 
 class SyncLocked(CvmfsError):
-    """Another run holds the state file's lock."""
+    """Another run holds the state file's or the destination's lock."""
+
+
+def _lock_directory(path):
+    """flock ``path`` itself: a second run into the same dest (even with another state file)
+    would otherwise take this run's staging directory for a stale one."""
+    import fcntl
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise SyncLocked("another s3_sync run is writing into %s; wait for it to finish" % path)
+    return fd
 
 
 class _StateLock:

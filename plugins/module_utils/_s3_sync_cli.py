@@ -29,7 +29,7 @@ The result is one JSON object on stdout (the module's return values; on failure 
 * 1 — the sync failed (S3 or local error); nothing was half-written
 * 2 — bad usage (unknown option, bad value)
 * 3 — keys were rejected and ``--on-invalid fail`` (the default): nothing was written
-* 4 — another run holds the lock on the state file
+* 4 — another run holds the lock on the state file or on the destination directory
 * 130 / 143 — interrupted (SIGINT / SIGTERM); staged downloads were removed
 """
 

@@ -234,3 +234,17 @@ def test_parallel_listing_sees_every_key(s3, where):
         synced.update(os.path.relpath(os.path.join(root, f), where[0]) for f in files)
     assert synced == set(k[len("cvmfs/"):] for k in keys if not k.endswith("/") and "//" not in k)
     assert (b"cvmfs/", True) in s3.lists and (b"cvmfs/p07/", False) in s3.lists
+
+
+def test_second_run_into_the_same_dest_is_refused(s3, where):
+    import fcntl
+    s3.put("cvmfs/f", b"x")
+    fd = os.open(where[0], os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(engine.SyncLocked):
+            run(s3, where)
+        assert run(s3, where, check_mode=True)["changed"] is True  # check mode only reads
+    finally:
+        os.close(fd)
+    assert run(s3, where)["changed"] is True
