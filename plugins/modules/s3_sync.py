@@ -197,7 +197,8 @@ options:
       - Where the sync state is kept. Must be outside O(dest) (inside, it would be
         published). Default C(/var/lib/sharedsw-cvmfs/s3-sync/<hash>.json) for root, else
         below C(~/.local/state/sharedsw-cvmfs/s3-sync/); the hash covers O(dest), the
-        endpoint, bucket and prefix. A lock file C(<state_file>.lock) keeps two runs apart.
+        endpoint, bucket and prefix. Locks on C(<state_file>.lock) and on O(dest) keep two
+        runs apart.
     type: path
   symlink_root:
     description:
