@@ -82,6 +82,7 @@ MODE_MASK = 0o777                  # setuid, setgid and sticky bits are never ap
 STAGING_PREFIX = ".s3sync-staging."
 BUFFERED = 1024 * 1024             # objects up to this size are written with one write()
 LISTERS = 8                        # parallel listings of the top-level common prefixes
+INSTALLERS = 4                     # threads renaming staged files into place
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 MAX_SEGMENT = 255
 MAX_PATH = 4000
@@ -366,10 +367,11 @@ class State:
         tmp = "%s.tmp.%d" % (self.path, os.getpid())
         payload = json.dumps({"format": STATE_FORMAT, "source": self.source, "objects": objects},
                              separators=(",", ":"), sort_keys=True).encode("utf-8")
+        # no fsync: a state file torn by a crash is unreadable JSON, which counts as no state,
+        # and then the MD5/mtime fallback keeps unchanged files untouched
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             write_all(fd, payload)
-            os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, self.path)
@@ -970,6 +972,7 @@ class Sync:
                 len(plan["added"]), len(plan["updated"]), len(plan["deleted"])))
             if not o.check_mode:
                 self._apply(plan)
+                self.log("applied")
                 self._save_state(state)
             return self._result(plan)
         except BaseException:
@@ -1204,19 +1207,7 @@ class Sync:
                 os.unlink(full)
         for path, mode in plan["mkdir"]:
             os.mkdir(os.path.join(dest, path), 0o700)
-        for entry in plan["install"]:
-            full = os.path.join(dest, entry.path)
-            attrs = entry.attrs
-            if attrs.kind == KIND_LINK:
-                tmp = self._staged_name() + ".link"
-                os.symlink(attrs.target, tmp)
-                os.utime(tmp, ns=(attrs.mtime_ns, attrs.mtime_ns), follow_symlinks=False)
-                os.rename(tmp, full)
-                if entry.staged:
-                    os.unlink(entry.staged)
-            else:
-                os.rename(entry.staged, full)
-            entry.staged = None
+        self._install(plan["install"])
         for entry in plan["meta"]:
             full = os.path.join(dest, entry.path)
             attrs = entry.attrs
@@ -1232,6 +1223,47 @@ class Sync:
         # directory modes last, so a read-only directory does not block the writes above
         for path, mode in plan["mkdir"] + plan["dir_modes"]:
             os.chmod(os.path.join(dest, path), mode)
+
+    def _install_one(self, entry):
+        full = os.path.join(self.o.dest, entry.path)
+        attrs = entry.attrs
+        if attrs.kind == KIND_LINK:
+            tmp = self._staged_name() + ".link"
+            os.symlink(attrs.target, tmp)
+            os.utime(tmp, ns=(attrs.mtime_ns, attrs.mtime_ns), follow_symlinks=False)
+            os.rename(tmp, full)
+            if entry.staged:
+                os.unlink(entry.staged)
+        else:
+            os.rename(entry.staged, full)
+        entry.staged = None
+
+    def _install(self, entries):
+        """Rename staged files into place (directories exist by now, order does not matter).
+        Renames are kernel work that runs outside the GIL, so a few threads overlap them."""
+        if len(entries) < 64:
+            for entry in entries:
+                self._install_one(entry)
+            return
+        chunks = [entries[n::INSTALLERS] for n in range(INSTALLERS)]
+        failures = []
+
+        def install(chunk):
+            try:
+                for entry in chunk:
+                    if failures:
+                        return
+                    self._install_one(entry)
+            except Exception as error:  # pylint: disable=broad-except
+                failures.append(error)
+
+        threads = [threading.Thread(target=install, args=(chunk,)) for chunk in chunks]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
 
     def _save_state(self, state):
         objects = {}
