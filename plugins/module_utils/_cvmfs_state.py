@@ -27,6 +27,7 @@ __metaclass__ = type
 import datetime
 import os
 import re
+import tempfile
 
 DEFAULT_ETC_DIR = "/etc/cvmfs"
 DEFAULT_SPOOL_DIR = "/var/spool/cvmfs"
@@ -420,6 +421,44 @@ def local_manifest(name, paths=None, storage_dir=None):
     return None if data is None else signed_header(data)
 
 
+def read_storage_object(repo_state, filename, paths=None, timeout=10):
+    """Bytes of a top-level storage object (``.cvmfspublished``, ``.cvmfswhitelist``, ...).
+
+    ``repo_state`` is a :func:`repository_state` dict. Local storage is read from disk (the
+    upstream path); S3 and gateway storage through the repository's public URL (stratum-1 URL
+    for a replica, stratum-0 URL otherwise) with ``Cache-Control: max-age=0``, like cvmfs_server.
+    Returns ``None`` if the object does not exist; raises ``IOError`` if the URL cannot be read.
+    """
+    upstream = repo_state.get("upstream") or {}
+    if upstream.get("type") == "local" and upstream.get("local_path"):
+        return _read_bytes(os.path.join(upstream["local_path"], filename))
+    base = repo_state.get("stratum1_url") if repo_state.get("type") == "stratum1" else repo_state.get("stratum0_url")
+    if not base:
+        return None
+    return fetch_url(base.rstrip("/") + "/" + filename, timeout=timeout)
+
+
+def fetch_url(url, timeout=10):
+    """GET ``url`` (http, https or file); ``None`` on 404 / missing file."""
+    from urllib import request as urlrequest  # pylint: disable=import-outside-toplevel
+    from urllib.error import HTTPError, URLError  # pylint: disable=import-outside-toplevel
+    req = urlrequest.Request(url, headers={"Cache-Control": "max-age=0"})
+    try:
+        response = urlrequest.build_opener().open(req, timeout=timeout)
+        try:
+            return response.read()
+        finally:
+            response.close()
+    except HTTPError as error:
+        if error.code == 404:
+            return None
+        raise IOError("GET %s: HTTP %s" % (url, error.code))
+    except URLError as error:
+        if url.startswith("file:") and isinstance(error.reason, (IOError, OSError)):
+            return None
+        raise IOError("GET %s: %s" % (url, error.reason))
+
+
 def local_revision(name, paths=None, storage_dir=None):
     manifest = local_manifest(name, paths, storage_dir)
     try:
@@ -445,6 +484,111 @@ class _Utc(datetime.tzinfo):
 
 
 _UTC = _Utc()
+
+
+def write_file_atomic(path, data, mode=None, uid=None, gid=None):
+    """Replace ``path`` with ``data`` atomically (temp file + rename in the same directory).
+
+    Mode and ownership of an existing file are kept unless ``mode``/``uid``/``gid`` are given;
+    the temporary file is created with mode 0600 so secrets are never readable in between.
+    """
+    directory = os.path.dirname(path) or "."
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    try:
+        old = os.stat(path)
+    except (IOError, OSError):
+        old = None
+    if mode is None:
+        mode = (old.st_mode & 0o7777) if old else 0o644
+    if uid is None:
+        uid = old.st_uid if old else -1
+    if gid is None:
+        gid = old.st_gid if old else -1
+    handle, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        if uid != -1 or gid != -1:
+            os.chown(tmp, uid, gid)
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_text(path):
+    """Text of ``path`` or ``None`` if it does not exist."""
+    data = _read_bytes(path)
+    return None if data is None else data.decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- S3 configuration file
+
+#: (option, variable) pairs of an S3 configuration file, in the order they are written.
+S3_CONFIG_KEYS = (
+    ("host", "CVMFS_S3_HOST"), ("port", "CVMFS_S3_PORT"), ("bucket", "CVMFS_S3_BUCKET"),
+    ("access_key", "CVMFS_S3_ACCESS_KEY"), ("secret_key", "CVMFS_S3_SECRET_KEY"),
+    ("use_https", "CVMFS_S3_USE_HTTPS"), ("dns_buckets", "CVMFS_S3_DNS_BUCKETS"),
+    ("max_parallel_connections", "CVMFS_S3_MAX_NUMBER_OF_PARALLEL_CONNECTIONS"),
+    ("flavor", "CVMFS_S3_FLAVOR"), ("region", "CVMFS_S3_REGION"),
+)
+REDACTED = "********"
+
+
+def conf_value(value):
+    """A Python value as server.conf spells it (booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def render_s3_config(config, comment):
+    """Text of an S3 config file for ``config`` (dict of :data:`S3_CONFIG_KEYS` options).
+
+    Raises ``ValueError`` when ``host`` carries a scheme or path (cvmfs wants the host name only).
+    """
+    host = config.get("host") or ""
+    if "://" in host or "/" in host:
+        raise ValueError("s3_config.host must be a host name only, without scheme or path (got %r); "
+                         "use port and use_https for the rest" % host)
+    lines = ["# " + comment]
+    for option, key in S3_CONFIG_KEYS:
+        if config.get(option) is not None:
+            lines.append("%s=%s" % (key, quote_value(conf_value(config[option]))))
+    return "\n".join(lines) + "\n"
+
+
+def redact_config_text(text):
+    """``text`` of a KEY=VALUE file with the values of secret-looking variables replaced."""
+    lines = []
+    for line in text.splitlines():
+        key = line.split("=", 1)[0].strip()
+        if key.startswith("export "):
+            key = key[len("export "):].strip()
+        lines.append("%s=%s" % (key, REDACTED) if "=" in line and is_secret_name(key) else line)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def ensure_file(path, text, mode, uid=-1, gid=-1, check_mode=False, dir_mode=0o755):
+    """Make ``path`` hold ``text`` with ``mode`` and owner; returns ``(changed, old_text)``."""
+    old = read_text(path)
+    try:
+        st = os.stat(path)
+        wrong_meta = (st.st_mode & 0o7777) != mode or (uid != -1 and st.st_uid != uid) or \
+            (gid != -1 and st.st_gid != gid)
+    except (IOError, OSError):
+        wrong_meta = False
+    if old == text and not wrong_meta:
+        return False, old
+    if not check_mode:
+        directory = os.path.dirname(path)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory, dir_mode)
+        write_file_atomic(path, text, mode=mode, uid=uid, gid=gid)
+    return True, old
 
 
 # --------------------------------------------------------------------------- summaries

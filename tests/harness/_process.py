@@ -20,7 +20,7 @@ import urllib.request
 
 LOOPBACK = "127.0.0.1"
 KEEP_ENV = "SHAREDSW_KEEP_SERVICES"
-DEBIAN_DIRS = ("/usr/bin", "/usr/sbin", "/usr/lib/rabbitmq/bin")
+DEBIAN_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/bin", "/usr/sbin")  # rabbitmq: not the /usr/sbin wrappers (su)
 LOG_TAIL_LINES = 40
 
 _LIVE_DAEMONS = set()

@@ -7,7 +7,9 @@ asks for them, and stop at the end of their fixture's scope.
 import pytest
 
 from .apache import Apache
+from .ceph import CephRGW
 from .openbao import OpenBaoDev, OpenBaoRaft
+from .rabbitmq import RabbitMQ
 from .seaweedfs import SeaweedFS
 from .squid import Squid
 
@@ -53,10 +55,16 @@ def seaweedfs():
     yield from _serve(SeaweedFS())
 
 
-@pytest.fixture(scope="session", params=["seaweedfs"])  # ceph follows in the next commit
+@pytest.fixture(scope="session")
+def ceph_rgw():
+    """The Ceph RGW S3Server of the session (+ ``.sns_client()``, ``.admin(*args)``)."""
+    yield from _serve(CephRGW())
+
+
+@pytest.fixture(scope="session", params=["ceph", "seaweedfs"])
 def s3_server(request):
     """Each S3 server in turn (test ids ``[ceph]``, ``[seaweedfs]``)."""
-    return request.getfixturevalue(request.param)
+    return request.getfixturevalue({"ceph": "ceph_rgw", "seaweedfs": "seaweedfs"}[request.param])
 
 
 @pytest.fixture
@@ -75,6 +83,12 @@ def openbao():
 def openbao_raft():
     """A non-dev OpenBao on raft storage, initialised and unsealed (``.seal()``, ``.unseal()``, ``.kill()``)."""
     yield from _serve(OpenBaoRaft())
+
+
+@pytest.fixture(scope="session")
+def rabbitmq():
+    """RabbitMQ with the management API: ``.amqp_url``, ``.connection()``, ``.stop()``, ``.start()``."""
+    yield from _serve(RabbitMQ())
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,13 @@
 """Self-test of the real-service harness: one short real check per fixture."""
 
+import json
 import os
 import time
 import urllib.error
 import urllib.request
 
 import hvac
+import pika
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -42,6 +44,42 @@ def test_s3_put_get_list(s3_server):
     assert set(s3_server.module_args()) == {"endpoint_url", "access_key", "secret_key", "region"}
 
 
+def _bind_queue(channel, exchange, routing_key):
+    """A fresh exclusive queue bound to the durable topic ``exchange`` (declared first: RGW never does)."""
+    channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(queue, exchange, routing_key=routing_key)
+    return queue
+
+
+def _next_message(channel, queue, timeout=30):
+    for _method, _properties, body in channel.consume(queue, auto_ack=True, inactivity_timeout=timeout):
+        return None if body is None else json.loads(body)
+    return None
+
+
+def test_ceph_notification_reaches_rabbitmq(ceph_rgw, rabbitmq):
+    topic, exchange = "harness-topic", "harness-rgw"
+    connection = rabbitmq.connection()
+    channel = connection.channel()
+    queue = _bind_queue(channel, exchange, topic)
+    arn = ceph_rgw.sns_client().create_topic(Name=topic, Attributes={
+        "push-endpoint": "amqp://%s:%d" % (rabbitmq.host, rabbitmq.port), "amqp-exchange": exchange,
+        "amqp-ack-level": "broker", "persistent": "false"})["TopicArn"]
+    bucket = ceph_rgw.make_bucket()
+    s3 = ceph_rgw.client()
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"TopicConfigurations": [
+        {"Id": "harness", "TopicArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+    s3.put_object(Bucket=bucket, Key="notified.txt", Body=b"x")
+    event = _next_message(channel, queue)
+    connection.close()
+    assert event is not None, "no notification reached RabbitMQ"
+    record = event["Records"][0]
+    assert record["eventSource"] == "ceph:s3" and record["eventName"] == "ObjectCreated:Put"
+    assert (record["s3"]["bucket"]["name"], record["s3"]["object"]["key"]) == (bucket, "notified.txt")
+    assert topic in [t["topic"]["name"] for t in ceph_rgw.admin("topic", "list")["topics"]]
+
+
 def test_seaweedfs_factory_survives_kill(seaweedfs_factory):
     server = seaweedfs_factory()
     bucket = server.make_bucket()
@@ -69,6 +107,30 @@ def test_openbao_raft_seal_unseal(openbao_raft):
     assert client.sys.is_sealed()
     openbao_raft.unseal()
     assert not client.sys.is_sealed()
+
+
+# --- RabbitMQ -----------------------------------------------------------------------------
+
+def test_rabbitmq_restart_keeps_durable_message(rabbitmq):
+    connection = rabbitmq.connection()
+    channel = connection.channel()
+    channel.queue_declare("harness-durable", durable=True)
+    channel.basic_publish("", "harness-durable", b"survives", pika.BasicProperties(delivery_mode=2))
+    connection.close()
+    rabbitmq.stop()
+    rabbitmq.start()
+    connection = rabbitmq.connection()
+    _method, _properties, body = connection.channel().basic_get("harness-durable", auto_ack=True)
+    connection.close()
+    assert body == b"survives"
+    assert json.loads(urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPBasicAuthHandler(
+        _guest_password_manager(rabbitmq))).open(rabbitmq.mgmt_url + "/api/overview").read())["rabbitmq_version"]
+
+
+def _guest_password_manager(rabbitmq):
+    manager = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+    manager.add_password(None, rabbitmq.mgmt_url, rabbitmq.user, rabbitmq.password)
+    return manager
 
 
 # --- apache and squid ---------------------------------------------------------------------
