@@ -53,14 +53,6 @@ import traceback
 from ._common import CvmfsError
 from ._cvmfs_state import CvmfsPaths, in_transaction, scratch_has_changes
 
-try:
-    import boto3
-    from botocore.config import Config as BotoConfig
-    HAS_BOTO3 = True
-    BOTO3_IMP_ERR = None
-except ImportError:
-    HAS_BOTO3 = False
-    BOTO3_IMP_ERR = traceback.format_exc()
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -85,7 +77,7 @@ DEFAULTS = {
 SOURCE_DEFAULTS = {
     "endpoint_url": None, "region": None, "bucket": None, "prefix": "cvmfs/", "sync": True, "delete": True,
     "exclude": [], "ingest_prefix": None, "ingest_dir": "", "addressing_style": "path", "validate_certs": True,
-    "ca_bundle": None, "max_workers": 16,
+    "ca_bundle": None, "max_workers": 16, "on_invalid": "fail",
 }
 
 
@@ -143,9 +135,14 @@ def load_config(path):
         config["lease"] = config["repository"] + ("" if config["path"] == "/" else config["path"])
     if (source["sync"] or source["ingest_prefix"]) and not source["bucket"]:
         raise CvmfsError("source.bucket is missing in %s" % path)
-    if source["ingest_prefix"] and source["sync"] and source["delete"] and not source["ingest_dir"].strip("/"):
-        raise CvmfsError("ingest with a deleting sync needs source.ingest_dir in %s (the sync must leave the "
-                         "ingested tree alone)" % path)
+    source["ingest_dir"] = (source["ingest_dir"] or "").strip("/")
+    if source["ingest_prefix"] and source["sync"]:
+        if not source["ingest_dir"] and source["delete"]:
+            raise CvmfsError("ingest with a deleting sync needs source.ingest_dir in %s (the sync must leave the "
+                             "ingested tree alone)" % path)
+        if source["ingest_dir"] and source["ingest_dir"] not in source["exclude"]:
+            # the mirror must neither delete nor overwrite what ingest put there
+            source["exclude"] = list(source["exclude"]) + [source["ingest_dir"]]
     return config
 
 
@@ -342,9 +339,13 @@ class PublishJob:
 
     def s3(self):
         if self._s3 is None:
-            if not HAS_BOTO3:
-                raise CvmfsError("the Python library boto3 is needed for ingest (Debian/Ubuntu: python3-boto3): %s"
-                                 % BOTO3_IMP_ERR.strip().splitlines()[-1])
+            # imported here: only ingest needs boto3 in this process, and it costs a second to load
+            try:
+                import boto3
+                from botocore.config import Config as BotoConfig
+            except ImportError as error:
+                raise CvmfsError("the Python library boto3 is needed for ingest (Debian/Ubuntu: python3-boto3, "
+                                 "EL: python3-boto3 from EPEL): %s" % error)
             source = self.source
             verify = source["ca_bundle"] or bool(source["validate_certs"])
             config = BotoConfig(s3={"addressing_style": source["addressing_style"]},
@@ -389,7 +390,8 @@ class PublishJob:
     # ---- sync -----------------------------------------------------------------------------
 
     def sync_argv(self, check):
-        command = self.config["sync_command"] or [sys.executable, "-m", __package__ + "._s3_sync"]
+        """argv of the s3_sync command-line entry point (credentials travel in the environment)."""
+        command = self.config["sync_command"] or [sys.executable, "-m", _sibling("_s3_sync_cli")]
         source = self.source
         argv = list(command) + [
             "--bucket", source["bucket"],
@@ -398,9 +400,10 @@ class PublishJob:
             "--state-file", self.sync_state,
             "--max-workers", str(source["max_workers"]),
             "--addressing-style", source["addressing_style"],
-            "--delete" if source["delete"] else "--no-delete",
-            "--json",
+            "--on-invalid", source["on_invalid"],
         ]
+        if not source["delete"]:
+            argv += ["--no-delete"]
         if source["endpoint_url"]:
             argv += ["--endpoint-url", source["endpoint_url"]]
         if source["region"]:
@@ -408,7 +411,7 @@ class PublishJob:
         if source["ca_bundle"]:
             argv += ["--ca-bundle", source["ca_bundle"]]
         if not source["validate_certs"]:
-            argv += ["--no-verify"]
+            argv += ["--no-verify-ssl"]
         for pattern in source["exclude"]:
             argv += ["--exclude", pattern]
         if check:
@@ -667,6 +670,11 @@ def _last_json_object(text):
         except ValueError:
             return None
     return None
+
+
+def _sibling(module):
+    """Dotted name of a module next to this one (``sharedsw_cvmfs._s3_sync_cli`` on hosts)."""
+    return (__package__ + "." if __package__ else "") + module
 
 
 def _package_root():

@@ -97,6 +97,10 @@ SOURCE_SPEC = {
     "validate_certs": {"type": "bool", "default": True, "description": "Verify the endpoint's TLS certificate."},
     "ca_bundle": {"type": "str", "description": "CA bundle file on the publisher for the endpoint's TLS."},
     "max_workers": {"type": "int", "default": 16, "description": "Parallel downloads of the sync."},
+    "on_invalid": {"type": "str", "default": "fail", "choices": ["fail", "skip"],
+                   "description": "What the sync does with keys it must refuse (C(..) segments, control bytes, "
+                                  "escaping symlinks...): V(fail) publishes nothing until they are fixed, V(skip) "
+                                  "publishes the rest and logs each refused key."},
     "schedule": {"type": "str", "default": "*:0/10",
                  "description": "systemd C(OnCalendar=) of the publish job (default every 10 minutes)."},
     "credentials": {"type": "dict", "options": CREDENTIALS_SPEC,
@@ -369,14 +373,10 @@ def publisher_job(entry, publisher, label=None):
         if not source["bucket"]:
             raise CvmfsError("%s: source.bucket is required for a publisher (set it on the repository or the publisher)"
                              % label)
-    exclude = list(source["exclude"])
-    if ingest and source["sync"]:
-        if not ingest_dir and source["delete"]:
-            raise CvmfsError("%s: ingest and a deleting sync would fight over the same tree; set source.ingest_dir "
-                             "(a directory the sync leaves alone) or source.delete: false" % label)
-        if ingest_dir:
-            exclude.extend([ingest_dir, ingest_dir + "/**"])
-    source["exclude"] = exclude
+    if ingest and source["sync"] and not ingest_dir and source["delete"]:
+        raise CvmfsError("%s: ingest and a deleting sync would fight over the same tree; set source.ingest_dir "
+                         "(a directory the sync leaves alone; the publish job excludes it from the mirror) or "
+                         "source.delete: false" % label)
     source["ingest_dir"] = ingest_dir
     schedule = publisher.get("schedule") or source["schedule"]
     return {
