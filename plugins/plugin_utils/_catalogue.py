@@ -258,11 +258,22 @@ def _check_credentials(label, field, creds, required):
         raise CvmfsError("%s: %s is empty (give vault_path, or access_key and secret_key)" % (label, field))
 
 
+def _readable(message):
+    """``value of type must be one of ... found in entry -> storage`` -> ``storage: value of type ...``."""
+    unknown = re.match(r"^(?:entry\.)?(.*)\. Supported parameters include: (.*?)\.?$", message)
+    if unknown:
+        return "unknown field %s (known here: %s)" % (unknown.group(1), unknown.group(2))
+    match = re.match(r"^(.*?)\s*found in entry(?: -> (.+))?$", message)
+    if match:
+        path = ".".join((match.group(2) or "").split(" -> "))
+        return ("%s: %s" % (path, match.group(1))) if path else match.group(1)
+    return message.replace("entry.", "")
+
+
 def _validate(label, value, spec):
     result = ArgumentSpecValidator(spec).validate({"entry": value})
     if result.error_messages:
-        messages = [m.replace("found in entry -> ", "in ").replace("found in entry", "")
-                    .replace("entry.", "") for m in result.error_messages]
+        messages = [_readable(m) for m in result.error_messages]
         raise CvmfsError("%s: %s" % (label, "; ".join(sorted(set(messages)))))
     return result.validated_parameters["entry"]
 
