@@ -74,8 +74,8 @@ class Host:
     def path(self, *parts):
         return self.root.joinpath(*parts)
 
-    def run(self, **kwargs):
-        return run_playbook(self.workdir, "stratum0.yml", self.vars, **kwargs)
+    def run(self, playbook="stratum0.yml", **kwargs):
+        return run_playbook(self.workdir, playbook, self.vars, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +278,7 @@ def test_vault_that_knows_the_repository_but_lost_a_key_stops_the_run(site, open
     client.secrets.kv.v2.create_or_update_secret(path="%s/%s/master" % (prefix, SW), mount_point="secret",
                                                  secret={"masterkey": keys["masterkey"]})
     host = Host(site["base"], "s0-partial", openbao, prefix, site["new_keys"])
-    result = host.run()
+    result = host.run("stratum0_restore_only.yml")
     assert result.rc != 0
     assert "no secret at secret/%s/%s/signing" % (prefix, SW) in result.output
     assert not host.path("etc/cvmfs/repositories.d", SW).exists(), "no repository with new keys"
