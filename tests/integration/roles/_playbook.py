@@ -23,8 +23,19 @@ class PlaybookResult:
         match = RECAP.search(proc.stdout)
         self.ok, self.changed, self.unreachable, self.failed = (int(g) for g in match.groups()) if match else (0, 0, 0, 0)
 
+    def changed_tasks(self):
+        """Names of the tasks that reported a change (for idempotence failures)."""
+        found, task = [], None
+        for line in self.output.splitlines():
+            if line.startswith("TASK ["):
+                task = line[6:].split("]")[0]
+            elif line.startswith("changed:") and task:
+                found.append(task)
+        return found
+
     def __repr__(self):
-        return "<playbook rc=%s changed=%s failed=%s>\n%s" % (self.rc, self.changed, self.failed, self.output[-6000:])
+        return "<playbook rc=%s changed=%s failed=%s changed tasks: %s>\n%s" % (
+            self.rc, self.changed, self.failed, self.changed_tasks(), self.output[-6000:])
 
 
 def run_playbook(workdir, playbook, extra_vars, check=False, env=None):
