@@ -155,6 +155,20 @@ class OpenStackDouble:
         self._store_image_data(image, [data])
         return image["id"]
 
+    def add_server(self, name, metadata=None, floating_ip=False, status="ACTIVE"):
+        """A server as Nova would list it after a boot, without going through the API."""
+        image_id = next(iter(self.images), None) or self.add_image("seed")
+        status_code, _headers, body = self.nova_create_server({}, {"server": {
+            "name": name, "flavorRef": "1", "imageRef": image_id, "metadata": metadata or {}}})
+        assert status_code == 202
+        server_id = body["server"]["id"]
+        self.servers[server_id]["status"] = status
+        if floating_ip:
+            port = next(p for p in self.ports.values() if p["device_id"] == server_id)
+            self.neutron_create_floating_ip({}, {"floatingip": {"floating_network_id": self.public_net,
+                                                                "port_id": port["id"]}})
+        return server_id
+
     # ------------------------------------------------------------------ resources
 
     def _new_security_group(self, name, description="", default_rules=True):
