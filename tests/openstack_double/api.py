@@ -63,12 +63,17 @@ class OpenStackDouble:
     """The state of one fake project, and the HTTP server answering for it."""
 
     def __init__(self, fail_uploads=0):
+        """``fail_uploads``: that many image uploads fail with HTTP 500 (a broken store);
+        ``corrupt_uploads`` (attribute): that many uploads store the data with one byte changed;
+        ``report_checksum`` (attribute): False makes Glance leave out ``checksum`` (md5) as some stores do."""
         self.lock = threading.RLock()
         self.token = uuid.uuid4().hex
         self.requests = []
         self.unknown = []
         self.data_dir = tempfile.mkdtemp(prefix="openstack-double-")
         self.fail_uploads = fail_uploads
+        self.corrupt_uploads = 0
+        self.report_checksum = True
         self.servers = {}
         self.flavors = {}
         self.images = {}
@@ -224,19 +229,22 @@ class OpenStackDouble:
         self.images[image_id] = image
         return image
 
-    def _store_image_data(self, image, chunks, expected_length=None):
+    def _store_image_data(self, image, chunks, expected_length=None, corrupt=False):
         md5, sha512, size = hashlib.md5(), hashlib.sha512(), 0
         path = os.path.join(self.data_dir, image["id"])
         with open(path, "wb") as handle:
             for chunk in chunks:
+                if corrupt and chunk:
+                    chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                    corrupt = False
                 md5.update(chunk)
                 sha512.update(chunk)
                 size += len(chunk)
                 handle.write(chunk)
         if expected_length is not None and size != expected_length:
             raise ApiError(400, "upload ended after %d of %d bytes" % (size, expected_length))
-        image.update(status="active", checksum=md5.hexdigest(), os_hash_algo="sha512",
-                     os_hash_value=sha512.hexdigest(), size=size, updated_at=_now())
+        image.update(status="active", checksum=md5.hexdigest() if self.report_checksum else None,
+                     os_hash_algo="sha512", os_hash_value=sha512.hexdigest(), size=size, updated_at=_now())
 
     def image_data(self, image_id):
         with open(os.path.join(self.data_dir, image_id), "rb") as handle:
@@ -715,10 +723,13 @@ class OpenStackDouble:
             failing = self.fail_uploads > 0
             if failing:
                 self.fail_uploads -= 1
+            corrupt = self.corrupt_uploads > 0
+            if corrupt:
+                self.corrupt_uploads -= 1
             image["status"] = "saving"
         try:
             length = headers.get("Content-Length")
-            self._store_image_data(image, body_reader.chunks(), int(length) if length else None)
+            self._store_image_data(image, body_reader.chunks(), int(length) if length else None, corrupt=corrupt)
         except ApiError as error:
             image["status"] = "queued"
             return error.status, {}, {"error": {"message": error.message, "code": error.status}}

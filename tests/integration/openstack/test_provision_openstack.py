@@ -8,7 +8,7 @@ import pytest
 
 from tests.openstack_double.api import OpenStackDouble
 
-from .playbook import run_playbook, task_results
+from tests.openstack_double.playbook import run_playbook, task_results
 
 pytestmark = pytest.mark.slow
 
