@@ -202,7 +202,6 @@ not_endorsed:
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._images import (
     CRYPTOGRAPHY_IMP_ERR,
     HAS_CRYPTOGRAPHY,

@@ -141,8 +141,8 @@ def test_verification_comes_before_parsing(keys, tmp_path):
 
 
 def test_fingerprint_is_stable(keys):
-    raw = serialization.load_pem_public_key(keys[1]).public_bytes(serialization.Encoding.Raw,
-                                                                   serialization.PublicFormat.Raw)
+    key = serialization.load_pem_public_key(keys[1])
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     assert images.public_key_fingerprint(keys[1]) == hashlib.sha256(raw).hexdigest()
 
 

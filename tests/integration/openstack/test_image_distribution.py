@@ -13,7 +13,6 @@ import yaml
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _images as images
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
-from tests.openstack_double.fixtures import openstack_double  # noqa: F401  pylint: disable=unused-import
 from tests.openstack_double.playbook import run_playbook, task_results
 
 pytestmark = pytest.mark.integration
@@ -212,4 +211,3 @@ def test_distribute_images_playbook(endorser, openstack_double, tmp_path):
     second = run_playbook("distribute_images.yml", openstack_double, tmp_path, extra)
     assert second["localhost"]["changed"] == 0, "a second run changes nothing, staging included"
     assert glance_state(openstack_double) == [("client-2026.11", "active")]
-
