@@ -106,7 +106,7 @@ plugin: sharedsw.cvmfs.openstack_nodes
 cloud: mycloud
 cluster: cvmfs
 address: floating
-
+---
 # The same, reached from inside the project (AWX running in the same cloud), cached for 10 minutes
 plugin: sharedsw.cvmfs.openstack_nodes
 cloud: mycloud
