@@ -38,14 +38,10 @@ import datetime
 import hashlib
 import os
 import re
-import socket
-import ssl
 import tempfile
 import traceback
 
-from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
-from urllib.request import Request, urlopen
 
 try:
     from cryptography.exceptions import InvalidSignature
@@ -57,6 +53,15 @@ except ImportError:
 else:
     HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMP_ERR = None
+
+try:
+    import requests
+except ImportError:
+    HAS_REQUESTS = False
+    REQUESTS_IMP_ERR = traceback.format_exc()
+else:
+    HAS_REQUESTS = True
+    REQUESTS_IMP_ERR = None
 
 try:
     import yaml
@@ -397,15 +402,18 @@ class VerifiedFile:
 
 
 class DownloadRetry(Retry):
-    """Retry downloads that failed in a way a second attempt can fix."""
+    """Retry downloads that failed in a way a second attempt can fix (the download starts over)."""
 
     @staticmethod
     def is_transient(error):
-        if isinstance(error, HTTPError):
-            return error.code in (408, 429, 500, 502, 503, 504)
-        if isinstance(error, URLError):
-            return not isinstance(getattr(error, "reason", None), ssl.SSLError)
-        return isinstance(error, (socket.timeout, ConnectionError))
+        if not HAS_REQUESTS:
+            return False
+        if isinstance(error, requests.exceptions.HTTPError):
+            return error.response is not None and error.response.status_code in (408, 429, 500, 502, 503, 504)
+        if isinstance(error, requests.exceptions.SSLError):
+            return False
+        return isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                                  requests.exceptions.ChunkedEncodingError))
 
 
 def _cvmfs_relative(path, where):
@@ -421,14 +429,13 @@ def _hashers():
     return {"md5": hashlib.md5(), "sha256": hashlib.sha256(), "sha512": hashlib.sha512()}
 
 
-def _stream(reader, entry, sink=None):
-    """Read ``reader`` in chunks, hashing and counting; stop early when past the endorsed size."""
+def _stream(chunks, entry, sink=None):
+    """Hash and count an iterator of byte chunks; stop as soon as it goes past the endorsed size."""
     hashers = _hashers()
     size = 0
-    while True:
-        chunk = reader.read(CHUNK)
+    for chunk in chunks:
         if not chunk:
-            break
+            continue
         size += len(chunk)
         if size > entry.size:
             raise CvmfsError("image %s %s from %s is larger than the endorsed %d bytes; not uploaded"
@@ -462,29 +469,26 @@ def fetch_verified(entry, download_dir=None, cvmfs_root="/cvmfs", timeout=60, va
             raise CvmfsError("image %s %s: %s is not a file here; is the repository %s mounted on this host "
                              "(cvmfs_config probe %s)?" % (entry.name, entry.version, entry.path, repository, repository))
         with open(local, "rb") as handle:
-            size, digests = _stream(handle, entry)
+            size, digests = _stream(iter(lambda: handle.read(CHUNK), b""), entry)
         return VerifiedFile(local, size, digests, temporary=False)
 
-    context = None
-    if urlsplit(entry.url).scheme == "https":
-        context = ssl.create_default_context()
-        if not validate_certs:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+    if not HAS_REQUESTS:
+        raise CvmfsError("the Python library requests is needed to download images; install requests")
 
     @DownloadRetry.backoff(retries=retries)
     def download():
         handle, path = tempfile.mkstemp(prefix=".image-%s-" % entry.name, dir=download_dir)
         try:
             with os.fdopen(handle, "wb") as sink:
-                request = Request(entry.url, headers={"User-Agent": "sharedsw.cvmfs image_sync"})
-                response = urlopen(request, timeout=timeout, context=context)
-                with response:
+                with requests.get(entry.url, stream=True, timeout=timeout, verify=validate_certs,
+                                  headers={"User-Agent": "sharedsw.cvmfs image_sync"}) as response:
+                    response.raise_for_status()
                     length = response.headers.get("Content-Length")
-                    if length is not None and length.isdigit() and int(length) != entry.size:
+                    encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+                    if length is not None and length.isdigit() and not encoded and int(length) != entry.size:
                         raise CvmfsError("image %s %s: %s announces %s bytes, the endorsed size is %d; not uploaded"
                                          % (entry.name, entry.version, entry.url, length, entry.size))
-                    size, digests = _stream(response, entry, sink)
+                    size, digests = _stream(response.iter_content(CHUNK), entry, sink)
             return VerifiedFile(path, size, digests, temporary=True)
         except BaseException:
             if os.path.exists(path):
@@ -495,12 +499,11 @@ def fetch_verified(entry, download_dir=None, cvmfs_root="/cvmfs", timeout=60, va
         return download()
     except CvmfsError:
         raise
-    except HTTPError as error:
+    except requests.exceptions.HTTPError as error:
         raise CvmfsError("Failed to download image %s %s from %s: HTTP %s %s"
-                         % (entry.name, entry.version, entry.url, error.code, error.reason))
-    except (URLError, socket.timeout, ConnectionError, OSError) as error:
-        raise CvmfsError("Failed to download image %s %s from %s: %s"
-                         % (entry.name, entry.version, entry.url, getattr(error, "reason", error)))
+                         % (entry.name, entry.version, entry.url, error.response.status_code, error.response.reason))
+    except (requests.exceptions.RequestException, OSError) as error:
+        raise CvmfsError("Failed to download image %s %s from %s: %s" % (entry.name, entry.version, entry.url, error))
 
 
 # --------------------------------------------------------------------------- Glance

@@ -106,14 +106,17 @@ options:
     default: private
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: Verifies the list and reads Glance, then reports the actions it would take; downloads nothing.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
     details: Shows the status of each managed Glance image before and after.
 requirements:
   - cryptography
   - PyYAML
+  - requests
 notes:
   - Deactivating an image needs the Glance policy C(deactivate) for the user of the cloud; many clouds give
     it to project members, some only to admins.
@@ -205,7 +208,9 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._images import (
     CRYPTOGRAPHY_IMP_ERR,
     HAS_CRYPTOGRAPHY,
+    HAS_REQUESTS,
     HAS_YAML,
+    REQUESTS_IMP_ERR,
     SIGNATURE_SUFFIX,
     YAML_IMP_ERR,
     GlanceImages,
@@ -247,6 +252,7 @@ class ImageSyncModule(CvmfsModule):
     def run(self):
         for present, lib, error in ((HAS_CRYPTOGRAPHY, "cryptography", CRYPTOGRAPHY_IMP_ERR),
                                     (HAS_YAML, "PyYAML", YAML_IMP_ERR),
+                                    (HAS_REQUESTS, "requests", REQUESTS_IMP_ERR),
                                     (HAS_OPENSTACKSDK, "openstacksdk", OPENSTACKSDK_IMP_ERR)):
             if not present:
                 self.ansible.fail_json(msg=missing_required_lib(lib), exception=error)

@@ -209,7 +209,8 @@ def test_select_takes_the_intersection_and_reports_unmatched():
                                                {"name": "squid"}])
     assert [e.key for e in wanted] == [("client", "1"), ("client", "2")]
     assert unmatched == [{"name": "s1", "version": "9"}, {"name": "squid", "version": None}]
-    wanted, _ = images.select(parsed, [{"name": "client", "version": "2"}, {"name": "client"}])
+    wanted, unmatched = images.select(parsed, [{"name": "client", "version": "2"}, {"name": "client"}])
+    assert unmatched == []
     assert [e.key for e in wanted] == [("client", "2"), ("client", "1")]
     with pytest.raises(CvmfsError, match="approved entry #1 needs a name"):
         images.select(parsed, [{"version": "1"}])
@@ -245,14 +246,14 @@ def test_streaming_reads_in_bounded_chunks_and_stops_past_the_endorsed_size():
     data = os.urandom(3 * images.CHUNK + 5)
     item = images.ImageEntry("big", "1", len(data), hashlib.sha256(data).hexdigest(), url="http://x/big")
     reader = RecordingReader(data)
-    size, digests = images._stream(reader, item)
+    size, digests = images._stream(iter(lambda: reader.read(images.CHUNK), b""), item)
     assert size == len(data) and digests["sha256"] == item.sha256 and digests["md5"] == hashlib.md5(data).hexdigest()
     assert max(reader.asked) == images.CHUNK
 
     endless = RecordingReader(b"y" * (50 * images.CHUNK))
     small = images.ImageEntry("small", "1", images.CHUNK + 1, "0" * 64, url="http://x/small")
     with pytest.raises(CvmfsError, match="larger than the endorsed %d bytes" % (images.CHUNK + 1)):
-        images._stream(endless, small)
+        images._stream(iter(lambda: endless.read(images.CHUNK), b""), small)
     assert endless.offset <= 2 * images.CHUNK, "it must stop reading once past the endorsed size"
 
 
