@@ -7,11 +7,14 @@ asks for them, and stop at the end of their fixture's scope.
 import pytest
 
 from .apache import Apache
+from .ceph import CephRGW
 from .openbao import OpenBaoDev, OpenBaoRaft
+from .rabbitmq import RabbitMQ
 from .seaweedfs import SeaweedFS
 from .squid import Squid
 
 _STARTED = []  # (name, seconds) of every server started in this session, for the summary
+_RUNNING_CEPH = []  # the ceph_rgw of the session once asked for, for the radosgw crash check
 
 
 def _serve(service):
@@ -53,10 +56,32 @@ def seaweedfs():
     yield from _serve(SeaweedFS())
 
 
-@pytest.fixture(scope="session", params=["seaweedfs"])  # ceph follows in the next commit
+@pytest.fixture(scope="session")
+def ceph_rgw():
+    """The Ceph RGW S3Server of the session (+ ``.sns_client()``, ``.admin(*args)``)."""
+    server = CephRGW()
+    _RUNNING_CEPH.append(server)
+    try:
+        yield from _serve(server)
+    finally:
+        _RUNNING_CEPH.remove(server)
+
+
+@pytest.fixture(autouse=True)
+def _ceph_rgw_crash_check():
+    """Blame the test during which radosgw died (RGW 16.2 aborts, e.g. on DeleteObjects in a bucket
+    with a persistent notification), and start radosgw again so later tests still have S3."""
+    yield
+    for server in _RUNNING_CEPH:
+        crash = server.revive_rgw()
+        if crash:
+            pytest.fail("radosgw crashed during this test and was restarted; its log says:\n" + crash, pytrace=False)
+
+
+@pytest.fixture(scope="session", params=["ceph", "seaweedfs"])
 def s3_server(request):
     """Each S3 server in turn (test ids ``[ceph]``, ``[seaweedfs]``)."""
-    return request.getfixturevalue(request.param)
+    return request.getfixturevalue({"ceph": "ceph_rgw", "seaweedfs": "seaweedfs"}[request.param])
 
 
 @pytest.fixture
@@ -75,6 +100,12 @@ def openbao():
 def openbao_raft():
     """A non-dev OpenBao on raft storage, initialised and unsealed (``.seal()``, ``.unseal()``, ``.kill()``)."""
     yield from _serve(OpenBaoRaft())
+
+
+@pytest.fixture(scope="session")
+def rabbitmq():
+    """RabbitMQ with the management API: ``.amqp_url``, ``.connection()``, ``.stop()``, ``.start()``."""
+    yield from _serve(RabbitMQ())
 
 
 @pytest.fixture(scope="session")

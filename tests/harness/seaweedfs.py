@@ -3,7 +3,7 @@
 import json
 import os
 
-from ._process import LOOPBACK, find_binary, free_ports, http_answers
+from ._process import LOOPBACK, find_binary, free_ports, http_answers, http_get
 from .s3 import S3Server
 
 # every listener weed mini opens; unset ones would silently move to "an alternative port"
@@ -40,8 +40,17 @@ class SeaweedFS(S3Server):
     def start(self):
         os.makedirs(self.path("data"), exist_ok=True)
         self.process = self.daemon("weed", self.argv(), cwd=self.dir)
-        self.process.wait_for(lambda: http_answers(self.endpoint_url), timeout=60, what="to answer HTTP on " + self.endpoint_url)
+        self.process.wait_for(self.ready, timeout=60, what="to serve S3 with a registered volume server")
         return self
+
+    def ready(self):
+        """S3 answers and the master knows a volume server (else reads after a restart fail)."""
+        return http_answers(self.endpoint_url) and bool(self.data_nodes())
+
+    def data_nodes(self):
+        status = json.loads(http_get("http://%s:%d/dir/status" % (LOOPBACK, self.ports["master.port"])))
+        return [node for center in status["Topology"]["DataCenters"] or []
+                for rack in center["Racks"] or [] for node in rack["DataNodes"] or []]
 
     def kill(self):
         """SIGKILL the server (a crash); ``start()`` brings it back on the same ports and data."""
