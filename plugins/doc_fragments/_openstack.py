@@ -16,9 +16,11 @@ class ModuleDocFragment(object):
     DOCUMENTATION = r"""
 options:
   api_timeout:
-    description: Seconds to wait for each OpenStack API request.
+    description:
+      - Seconds to wait for the answer to each OpenStack API request, including the time Glance takes to
+        store an uploaded image after the last byte was sent.
     type: int
-    default: 60
+    default: 600
   cloud:
     description:
       - The cloud to talk to. A string names a cloud of C(clouds.yaml) (found through

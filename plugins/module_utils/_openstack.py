@@ -47,7 +47,7 @@ else:
 from ._common import CvmfsError, Retry
 
 ARGSPEC = dict(
-    api_timeout=dict(type="int", default=60),
+    api_timeout=dict(type="int", default=600),
     cloud=dict(type="raw"),
     region_name=dict(type="str"),
 )

@@ -9,11 +9,8 @@ import yaml
 from ansible.errors import AnsibleParserError
 from ansible.inventory.data import InventoryData
 from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import init_plugin_loader, inventory_loader
+from ansible.plugins.loader import inventory_loader
 
-from tests.conftest import COLLECTIONS_ROOT
-
-init_plugin_loader([COLLECTIONS_ROOT])
 
 SERVERS_CALL = ("GET", "/compute/v2.1/servers/detail")
 
