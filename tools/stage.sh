@@ -4,6 +4,7 @@
 set -u
 name=$1; shift
 log=${STAGE_LOG:-${TMPDIR:-/tmp}/sharedsw-cvmfs-stages.tsv}
+mkdir -p "$(dirname "$log")"
 start=$(date +%s.%N)
 echo "==> [$name] $*"
 "$@"
