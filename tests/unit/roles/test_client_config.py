@@ -135,7 +135,7 @@ def _settings(text):
     values = {}
     for line in proc.stdout.splitlines():
         if line.startswith("CVMFS_"):
-            name, _, value = line.partition("=")
+            name, value = line.split("=", 1)
             values[name] = subprocess.run(["/bin/sh", "-c", "printf %s " + value], capture_output=True,
                                           text=True, check=True).stdout
     return values
@@ -211,9 +211,9 @@ def test_configure_tasks_write_the_same_files_idempotently(work, rendered):
     etc = work / "etc-cvmfs"
     role_vars = {"__client_config_dir": str(etc), "__client_keys_dir": str(etc / "keys")}
     play = [FACTS, {"name": "configure", "hosts": "vm", "gather_facts": False,
-             "vars": dict(_base(work / "keys"), **CASES["site"]),
-             "tasks": [{"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.client", "tasks_from": name},
-                        "vars": role_vars} for name in ("preflight", "configure")]}]
+                    "vars": dict(_base(work / "keys"), **CASES["site"]),
+                    "tasks": [{"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.client", "tasks_from": name},
+                               "vars": role_vars} for name in ("preflight", "configure")]}]
     first = _run(work, play, "configure")
     assert first["stats"]["vm"]["changed"] > 0
     second = _run(work, play, "configure")
