@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Test services of the harness made reachable from lab hosts, for molecule scenarios.
 
     lab_services.py start STATE_DIR KIND HOST_IPS SSH_KEY [REMOTE_PORT]   (KIND: ceph | seaweedfs | openbao)
@@ -88,7 +88,7 @@ def main(argv):
         if os.path.exists(pid_file):
             open(os.path.join(state_dir, "stop"), "w").close()
             pid = int(open(pid_file).read())
-            for _ in range(120):
+            for _attempt in range(120):
                 try:
                     os.kill(pid, 0)
                 except OSError:
