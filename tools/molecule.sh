@@ -6,6 +6,9 @@
 # Prints the wall time of each scenario (and stage), exits non-zero if any failed, and always
 # destroys the hosts of a scenario, also when it fails or this script is interrupted.
 # Needs root (lab hosts) and molecule/ansible on PATH (e.g. the project's venv activated).
+# A scenario may have an executable molecule/<scenario>/requires.sh: exit 77 means "cannot run
+# here" and its output (one line) is the reason; the scenario is then reported SKIPPED with that
+# reason, never as passed, and the run does not fail. Any other non-zero exit fails the scenario.
 # The collection is made importable as sharedsw.cvmfs through a symlink outside the work tree.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
@@ -60,8 +63,18 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b-a}'; }
 summary=()
 failed=0
+skipped=0
 for s in "${scenarios[@]}"; do
   [ -f "molecule/$s/molecule.yml" ] || { echo "molecule.sh: no scenario '$s'" >&2; summary+=("$s: missing"); failed=1; continue; }
+  if [ -x "molecule/$s/requires.sh" ]; then
+    reason=$("molecule/$s/requires.sh" 2>&1); rc=$?
+    if [ "$rc" = 77 ]; then
+      echo "== molecule.sh: scenario $s SKIPPED: $reason"
+      summary+=("$s: SKIPPED: $reason"); skipped=$((skipped + 1)); continue
+    elif [ "$rc" != 0 ]; then
+      summary+=("$s: FAILED (requires.sh rc $rc: $reason)"); failed=1; continue
+    fi
+  fi
   current=$s
   echo "== molecule.sh: scenario $s"
   t0=$(now); rc=0
@@ -87,4 +100,5 @@ for s in "${scenarios[@]}"; do
 done
 echo "== molecule.sh summary"
 printf '   %s\n' "${summary[@]}"
+[ "$skipped" = 0 ] || echo "== molecule.sh: $skipped scenario(s) SKIPPED (not run, not passed)"
 exit $failed
