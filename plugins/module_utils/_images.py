@@ -518,8 +518,9 @@ def glance_name(entry, template):
 class GlanceImages:
     """The images one endorser manages in one project's Glance, and how to bring them to a wanted set."""
 
-    def __init__(self, conn, endorser, name_template="{name}-{version}", visibility="private"):
+    def __init__(self, conn, endorser, name_template="{name}-{version}", visibility="private", retries=3):
         self.conn = conn
+        self.retries = retries
         self.endorser = endorser
         self.name_template = name_template
         self.visibility = visibility
@@ -531,12 +532,11 @@ class GlanceImages:
         """Images of this project carrying ``endorser=<endorser>``, as plain dicts."""
         if self._managed is None:
             with sdk_errors("list the images of the project in Glance"):
-                images = self._list()
+                images = OpenStackRetry.backoff(retries=self.retries)(self._list)()
             self._managed = [self._record(image) for image in images
                              if (image.properties or {}).get(PROP_ENDORSER) == self.endorser]
         return self._managed
 
-    @OpenStackRetry.backoff(retries=3)
     def _list(self):
         owner = self.conn.current_project_id
         return list(self.conn.image.images(owner=owner)) if owner else list(self.conn.image.images())
@@ -650,10 +650,9 @@ class GlanceImages:
         self._managed = None
         return actions
 
-    @staticmethod
-    def _call(what, function, *args, **kwargs):
+    def _call(self, what, function, *args, **kwargs):
         with sdk_errors(what):
-            return OpenStackRetry.backoff(retries=3)(function)(*args, **kwargs)
+            return OpenStackRetry.backoff(retries=self.retries)(function)(*args, **kwargs)
 
     def upload(self, entry, name, fetch):
         verified = fetch(entry)

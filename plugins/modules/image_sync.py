@@ -272,7 +272,8 @@ class ImageSyncModule(CvmfsModule):
 
         conn = connect(params["cloud"], params["region_name"], params["api_timeout"])
         try:
-            glance = GlanceImages(conn, params["endorser"], params["name_template"], params["visibility"])
+            glance = GlanceImages(conn, params["endorser"], params["name_template"], params["visibility"],
+                                  retries=params["retries"])
             before = self._statuses(glance.managed())
             actions = glance.plan(wanted)
             if not self.check_mode and actions:
