@@ -1,0 +1,494 @@
+# -*- coding: utf-8 -*-
+# Copyright: sharedsw.cvmfs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ``cvmfs_server`` command-line runner.
+
+Internal to sharedsw.cvmfs; may change in any release. Pure Python, no Ansible import: the same
+file drives ``cvmfs_server`` from modules and from the programs the roles install on hosts.
+
+* Every sub-command is declared once in :data:`COMMANDS`: its options in argv order, each with a
+  named formatter (``flag('-f')``, ``opt('-o')``, ``opt_each('-d')``, ``arg()``, ``fixed('-f')``).
+  A call is ``runner.run('mkfs', name=..., owner=...)``; an unknown or missing argument is a
+  programming error and raises at once.
+* argv lists only, ``LC_ALL=C``, stdin from ``/dev/null``, cwd ``/`` (never under
+  ``/cvmfs/<repo>``). Flags that stop prompts (``-f``, ``-o``) are part of the declarations.
+* Mutating sub-commands are marked in the declaration and are skipped automatically in check
+  mode; read-only ones (``list``, ``info``, ``diff``, ``tag -l``) always run.
+* Exit codes and messages (cvmfs-facts §1) are mapped to specific :class:`CvmfsServerError`
+  subclasses, so callers can treat "already open", "not in a transaction", "repository exists"
+  and "does not exist" as states, and report everything else with a precise message.
+* Every call is recorded in :attr:`CvmfsServer.history` (argv, environment overrides, rc, output).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import subprocess
+
+from ._common import CvmfsError
+from ._cvmfs_state import CvmfsPaths, DEFAULT_ETC_DIR, DEFAULT_SPOOL_DIR, DEFAULT_SRV_DIR
+
+
+DEFAULT_BINARY = "cvmfs_server"
+SEARCH_PATH = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin")
+FORCED_ENV = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
+
+
+# --------------------------------------------------------------------------- errors
+
+class CvmfsServerError(CvmfsError):
+    """``cvmfs_server`` failed; ``extra`` carries ``cmd``, ``rc``, ``stdout``, ``stderr``."""
+
+    def __init__(self, message, result=None, **extra):
+        if result is not None:
+            extra = dict(result.as_dict(), **extra)
+        super(CvmfsServerError, self).__init__(message, **extra)
+        self.result = result
+
+
+class UsageError(CvmfsServerError):
+    """Exit 2 (help) or 3 (``NOTE: ...``): the call itself was malformed."""
+
+
+class PermissionDenied(CvmfsServerError):
+    """Not root / not the repository owner."""
+
+
+class RepositoryExists(CvmfsServerError):
+    """mkfs/import: ``The repository <fqrn> already exists``."""
+
+
+class ReplicaExists(CvmfsServerError):
+    """add-replica: ``There is already a Stratum1 repository <alias>``."""
+
+
+class AliasIsStratum0(CvmfsServerError):
+    """add-replica: the alias is already a stratum-0 repository on this host."""
+
+
+class RepositoryMissing(CvmfsServerError):
+    """``The repository <fqrn> does not exist.`` / cvmfs_publish found no ``server.conf``."""
+
+
+class NotStratum0(CvmfsServerError):
+    """The command needs a stratum-0 repository."""
+
+
+class NotStratum1(CvmfsServerError):
+    """The command needs a stratum-1 replica."""
+
+
+class AlreadyInTransaction(CvmfsServerError):
+    """transaction exit 17 (EEXIST): another transaction is already open."""
+
+
+class NotInTransaction(CvmfsServerError):
+    """abort exit 22 / publish exit 1: ``Repository <fqrn> is not in a transaction``."""
+
+
+class LeaseBusy(CvmfsServerError):
+    """transaction exit 16 (EBUSY): another publisher holds an overlapping gateway lease."""
+
+    def __init__(self, message, result=None, time_remaining=None, **extra):
+        super(LeaseBusy, self).__init__(message, result=result, time_remaining=time_remaining, **extra)
+        self.time_remaining = time_remaining
+
+
+class BadLeasePath(CvmfsServerError):
+    """transaction exit 2 (ENOENT) or 20 (ENOTDIR): the lease path's parent is missing/no dir."""
+
+
+class WhitelistExpired(CvmfsServerError):
+    """transaction exit 22 / publish / import: the repository whitelist has expired."""
+
+
+class PublishActive(CvmfsServerError):
+    """publish: another publish process holds the publishing lock."""
+
+
+class TagInUse(CvmfsServerError):
+    """publish -a: ``Tag name '<t>' is already in use.``"""
+
+
+class UpdateInProgress(CvmfsServerError):
+    """snapshot -t: another snapshot or gc is running on the replica."""
+
+
+class ReplicaSourceError(CvmfsServerError):
+    """add-replica: the stratum-0 URL cannot be read or is not replicable."""
+
+
+# --------------------------------------------------------------------------- formatters
+
+class fmt:  # pylint: disable=invalid-name
+    """Named formatters: each turns one value into a list of argv tokens (``None`` -> nothing)."""
+
+    @staticmethod
+    def flag(option):
+        return lambda value: [option] if value else []
+
+    @staticmethod
+    def flag_not(option):
+        return lambda value: [option] if value is False else []
+
+    @staticmethod
+    def opt(option):
+        return lambda value: [] if value is None else [option, str(value)]
+
+    @staticmethod
+    def opt_each(option):
+        def _format(value):
+            tokens = []
+            for item in value or []:
+                tokens.extend([option, str(item)])
+            return tokens
+        return _format
+
+    @staticmethod
+    def arg():
+        return lambda value: [] if value is None else [str(value)]
+
+    @staticmethod
+    def fixed(*tokens):
+        return lambda value: list(tokens)
+
+
+class Command:
+    """One sub-command: its argv-ordered options and whether it changes anything."""
+
+    def __init__(self, name, mutating, options, required=("name",)):
+        self.name = name
+        self.mutating = mutating
+        self.options = options  # list of (argument name, formatter)
+        self.required = required
+        self._fixed = set(n for n, _f in options if n.startswith("_"))
+
+    def argv(self, values):
+        known = set(n for n, _f in self.options)
+        unknown = set(values) - known
+        if unknown:
+            raise TypeError("cvmfs_server %s: unknown argument(s) %s" % (self.name, ", ".join(sorted(unknown))))
+        for name in self.required:
+            if values.get(name) in (None, "", []):
+                raise TypeError("cvmfs_server %s: argument %r is required" % (self.name, name))
+        argv = [self.name]
+        for name, formatter in self.options:
+            argv.extend(formatter(values.get(name)))
+        return argv
+
+
+_F = fmt
+COMMANDS = dict((c.name, c) for c in [
+    Command("mkfs", True, [
+        ("stratum0_url", _F.opt("-w")), ("upstream", _F.opt("-u")), ("owner", _F.opt("-o")),
+        ("volatile", _F.flag("-v")), ("auto_tag", _F.flag_not("-g")), ("auto_tag_timespan", _F.opt("-G")),
+        ("hash_algorithm", _F.opt("-a")), ("garbage_collection", _F.flag("-z")), ("s3_config", _F.opt("-s")),
+        ("keys_dir", _F.opt("-k")), ("apache", _F.flag_not("-p")), ("compression", _F.opt("-Z")),
+        ("external_data", _F.flag("-X")), ("proxy", _F.opt("-x")), ("name", _F.arg())],
+        required=("name", "owner")),
+    Command("import", True, [
+        ("stratum0_url", _F.opt("-w")), ("owner", _F.opt("-o")), ("upstream", _F.opt("-u")),
+        ("keys_dir", _F.opt("-k")), ("chown_storage", _F.flag("-g")), ("resign_whitelist", _F.flag("-r")),
+        ("new_keys", _F.flag("-t")), ("apache", _F.flag_not("-p")), ("name", _F.arg())],
+        required=("name", "owner")),
+    Command("rmfs", True, [
+        ("_force", _F.fixed("-f")), ("preserve", _F.flag("-p")), ("name", _F.arg())]),
+    Command("transaction", True, [
+        ("retry_timeout", _F.opt("-t")), ("name", _F.arg())]),
+    Command("abort", True, [
+        ("_force", _F.fixed("-f")), ("name", _F.arg())]),
+    Command("publish", True, [
+        ("_force", _F.fixed("-f")), ("tag", _F.opt("-a")), ("tag_description", _F.opt("-m")),
+        ("name", _F.arg())]),
+    Command("ingest", True, [
+        ("tarball", _F.opt("-t")), ("base_dir", _F.opt("-b")), ("delete", _F.opt_each("-d")),
+        ("catalog", _F.flag("-c")), ("user", _F.opt("-u")), ("group", _F.opt("-g")),
+        ("keep_ownership", _F.flag("-k")), ("name", _F.arg())]),
+    Command("add-replica", True, [
+        ("owner", _F.opt("-o")), ("stratum1_url", _F.opt("-w")), ("alias", _F.opt("-n")),
+        ("s3_config", _F.opt("-s")), ("require_apache", _F.flag_not("-a")), ("auto_gc", _F.flag("-z")),
+        ("apache", _F.flag_not("-p")), ("snapshot_group", _F.opt("-g")),
+        ("stratum0_url", _F.arg()), ("public_key", _F.arg())],
+        required=("owner", "stratum0_url", "public_key")),
+    Command("snapshot", True, [
+        ("no_wait", _F.flag("-t")), ("name", _F.arg())]),
+    Command("diff", False, [
+        ("_worktree", _F.fixed("--worktree")), ("name", _F.arg())]),
+    Command("list", False, [], required=()),
+    Command("info", False, [("name", _F.arg())]),
+])
+
+
+# --------------------------------------------------------------------------- results
+
+class CommandResult:
+    def __init__(self, cmd, rc, stdout, stderr, skipped=False):
+        self.cmd = cmd
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.skipped = skipped
+
+    def as_dict(self):
+        return {"cmd": list(self.cmd), "rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}
+
+    @property
+    def output(self):
+        return (self.stdout or "") + (self.stderr or "")
+
+    def first_error_line(self):
+        """The most telling line: first stderr line, else last stdout line."""
+        for line in (self.stderr or "").splitlines():
+            if line.strip():
+                return line.strip()
+        lines = [line.strip() for line in (self.stdout or "").splitlines() if line.strip()]
+        return lines[-1] if lines else "no output"
+
+
+# --------------------------------------------------------------------------- error mapping
+
+class _Rule:
+    def __init__(self, commands, pattern, error, message, rcs=None):
+        self.commands = commands
+        self.pattern = re.compile(pattern, re.MULTILINE)
+        self.error = error
+        self.message = message
+        self.rcs = rcs
+
+    def match(self, command, result):
+        if self.commands and command not in self.commands:
+            return None
+        if self.rcs is not None and result.rc not in self.rcs:
+            return None
+        return self.pattern.search(result.output)
+
+
+_ALL = None
+_CREATE = ("mkfs", "import", "add-replica")
+_TXN = ("transaction", "abort", "publish", "ingest")
+RESIGN_HINT = ("re-sign it with 'cvmfs_server resign {name}' on the host that holds the master key "
+               "(e.g. from its resign timer), then retry")
+RULES = [
+    # transaction (cvmfs-facts §1.3)
+    _Rule(("transaction", "ingest"), r"another transaction is already open", AlreadyInTransaction,
+          "a transaction is already open on {name}"),
+    _Rule(("transaction",), r"lease path busy|Path busy", LeaseBusy,
+          "the gateway lease on {name} is busy: another publisher holds an overlapping lease "
+          "(time remaining {time_remaining} s); retry later or set retry_timeout to wait for it", (16,)),
+    _Rule(("transaction",), r"cannot open transaction on non-existing path (\S+)", BadLeasePath,
+          "lease path {match1} does not exist in {name}: its parent directory must already be "
+          "published; publish the parent first or lease a path whose parent exists", (2,)),
+    _Rule(("transaction",), r"cannot open transaction on (\S+), which is not a directory", BadLeasePath,
+          "lease path {match1} of {name} is not a directory: lease a directory", (20,)),
+    _Rule(_TXN + ("import",), r"whitelist (?:for \S+ )?(?:is )?expired", WhitelistExpired,
+          "the whitelist of {name} has expired; " + RESIGN_HINT),
+    _Rule(("abort", "publish"), r"Repository \S+ is not in a transaction", NotInTransaction,
+          "{name} is not in a transaction"),
+    _Rule(("publish", "ingest"), r"Another publish process is active for", PublishActive,
+          "another publish process is active for {name}; wait for it to finish and retry"),
+    _Rule(("publish",), r"Failed to acquire publishing lock", PublishActive,
+          "could not take the publishing lock of {name} (another publish is active); retry later"),
+    _Rule(("publish",), r"Tag name '([^']*)' is already in use", TagInUse,
+          "tag {match1!r} already exists in {name}; choose a new tag name or leave tag unset"),
+    _Rule(("publish",), r"Spaces are not allowed in tag names", UsageError,
+          "tag names may not contain spaces"),
+    # existence
+    _Rule(("mkfs", "import"), r"The repository \S+ already exists", RepositoryExists,
+          "repository {name} already exists on this host"),
+    _Rule(("add-replica",), r"There is already a Stratum1 repository", ReplicaExists,
+          "a stratum-1 replica named {name} already exists on this host"),
+    _Rule(("add-replica",), r"already exists as a Stratum0 repository", AliasIsStratum0,
+          "{name} is already a stratum-0 repository on this host; choose another replica name (alias)"),
+    _Rule(_ALL, r"The repository \S+ does not exist|Unable to find the configuration file `server.conf`",
+          RepositoryMissing, "repository {name} does not exist on this host"),
+    # type
+    _Rule(_ALL, r"is not a stratum 1 repository", NotStratum1,
+          "{name} is not a stratum-1 replica on this host"),
+    _Rule(_ALL, r"is not a stratum 0 repository|This is not a stratum 0 repository", NotStratum0,
+          "{name} is not a stratum-0 repository on this host"),
+    # permissions
+    _Rule(_ALL, r"Only root can|Permission denied|Permission error|need root", PermissionDenied,
+          "cvmfs_server {command} on {name} was refused: {line}; run it as root (become: true) "
+          "or as the repository owner"),
+    # replicas (cvmfs-facts §1.14, §1.15)
+    _Rule(("add-replica",), r"Failed to access Stratum0 repository at (\S+)", ReplicaSourceError,
+          "cannot read the stratum-0 at {match1}: check stratum0_url (it must end in /cvmfs/<repository> "
+          "or the bucket URL) and that this host can reach it"),
+    _Rule(("add-replica",), r"does not point to a replicable master copy", ReplicaSourceError,
+          "{stratum0_url} is not replicable (.cvmfs_master_replica missing): run "
+          "'cvmfs_server alterfs -m on <repository>' on the stratum-0"),
+    _Rule(("snapshot",), r"another update is in progress|an initial snapshot is in progress", UpdateInProgress,
+          "another snapshot or garbage collection is running on {name} ({line}); retry later or "
+          "set wait to true"),
+    # call shape
+    _Rule(_ALL, r"invalid repository name", UsageError,
+          "{name!r} is not a valid repository name: use letters, digits, '-', '_' and '.', "
+          "starting with a letter or digit, at most 60 characters"),
+    _Rule(_ALL, r"No user (\S+)", UsageError,
+          "owner {match1!r} is not a user on this host: create the user first"),
+    _Rule(_ALL, r"Please specify the HTTP-URL for S3", UsageError,
+          "S3 storage needs the public HTTP URL of the bucket (stratum0_url / stratum1_url)"),
+]
+
+
+def classify(command, result, **context):
+    """Raise the specific error for a failed ``result`` of sub-command ``command``.
+
+    Returns quietly when ``result.rc == 0``. ``context`` fills message templates (``name``, ...).
+    """
+    if result.rc == 0 or result.skipped:
+        return
+    line = result.first_error_line()
+    values = dict(context, command=command, line=line, time_remaining="?")
+    values.setdefault("name", "the repository")
+    values.setdefault("stratum0_url", "the stratum-0 URL")
+    busy = re.search(r"Time remaining = (\d+)", result.output)
+    if busy:
+        values["time_remaining"] = int(busy.group(1))
+    for rule in RULES:
+        match = rule.match(command, result)
+        if match is None:
+            continue
+        values["match1"] = match.group(1) if match.groups() else ""
+        message = rule.message.format(**values)
+        if rule.error is LeaseBusy:
+            raise LeaseBusy(message, result, time_remaining=values["time_remaining"] if busy else None)
+        raise rule.error(message, result)
+    if result.rc in (2, 3):
+        raise UsageError("cvmfs_server %s rejected its arguments (rc=%s): %s" % (command, result.rc, line), result)
+    raise CvmfsServerError("cvmfs_server %s on %s failed (rc=%s): %s" % (command, values["name"], result.rc, line), result)
+
+
+# --------------------------------------------------------------------------- the runner
+
+def find_binary(path=None):
+    """Absolute path of ``cvmfs_server``: ``path`` if it has a ``/``, else searched in PATH + sbin dirs."""
+    wanted = path or DEFAULT_BINARY
+    if os.sep in wanted:
+        if os.path.isfile(wanted) and os.access(wanted, os.X_OK):
+            return wanted
+        raise CvmfsError("cvmfs_server_path %s is not an executable file: point it at cvmfs_server "
+                         "(usually /usr/bin/cvmfs_server from the cvmfs-server package)" % wanted)
+    dirs = os.environ.get("PATH", "").split(os.pathsep) + list(SEARCH_PATH)
+    for directory in dirs:
+        candidate = os.path.join(directory, wanted)
+        if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise CvmfsError("%s not found in PATH or %s: install the cvmfs-server package on this host or set "
+                     "cvmfs_server_path" % (wanted, ":".join(SEARCH_PATH)))
+
+
+class CvmfsServer:
+    """Runs ``cvmfs_server`` sub-commands declared in :data:`COMMANDS`.
+
+    ``check_mode``: mutating sub-commands are not run; they return a skipped
+    :class:`CommandResult` (rc 0, empty output). ``env``: extra environment variables.
+    """
+
+    def __init__(self, binary=None, check_mode=False, env=None, timeout=None):
+        self.binary = find_binary(binary)
+        self.check_mode = check_mode
+        self.env = dict(env or {})
+        self.timeout = timeout
+        self.history = []
+
+    def argv(self, command, **values):
+        spec = COMMANDS[command]
+        return [self.binary] + spec.argv(values)
+
+    def run(self, command, context=None, check=True, **values):
+        """Run ``command``; raise its mapped error unless ``check`` is false. Returns the result."""
+        spec = COMMANDS[command]
+        cmd = self.argv(command, **values)
+        overrides = dict(self.env, **FORCED_ENV)
+        record = {"cmd": cmd, "environ": overrides, "cwd": "/", "mutating": spec.mutating}
+        if spec.mutating and self.check_mode:
+            result = CommandResult(cmd, 0, "", "", skipped=True)
+        else:
+            environ = dict(os.environ, **overrides)
+            try:
+                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, env=environ, cwd="/",
+                                      timeout=self.timeout, check=False)
+            except subprocess.TimeoutExpired as exc:
+                self.history.append(dict(record, rc=None, timed_out=True))
+                raise CvmfsServerError("cvmfs_server %s did not finish within %s s" % (command, self.timeout),
+                                       cmd=cmd, rc=None, stdout="", stderr="", exception=exc)
+            except OSError as exc:
+                raise CvmfsServerError("cannot run %s: %s" % (cmd[0], exc), cmd=cmd, exception=exc)
+            result = CommandResult(cmd, proc.returncode, _text(proc.stdout), _text(proc.stderr))
+        record.update(rc=result.rc, stdout=result.stdout, stderr=result.stderr, skipped=result.skipped)
+        self.history.append(record)
+        if check:
+            context = dict(context or {})
+            context.setdefault("name", values.get("name") or values.get("alias"))
+            if values.get("stratum0_url"):
+                context.setdefault("stratum0_url", values["stratum0_url"])
+            classify(command, result, **context)
+        return result
+
+    @property
+    def last_mutating(self):
+        """The most recent mutating call as ``{cmd, rc, stdout, stderr}`` (``None`` if none ran)."""
+        for record in reversed(self.history):
+            if record.get("mutating"):
+                return dict((k, record.get(k)) for k in ("cmd", "rc", "stdout", "stderr"))
+        return None
+
+
+def _text(data):
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else (data or "")
+
+
+# --------------------------------------------------------------------------- module glue (still Ansible-free)
+
+#: Options every module driving cvmfs_server shares (documented in doc_fragments/cvmfs_server.py).
+SERVER_ARGUMENT_SPEC = {
+    "cvmfs_server_path": {"type": "str", "default": DEFAULT_BINARY},
+    "etc_dir": {"type": "path", "default": DEFAULT_ETC_DIR},
+    "spool_dir": {"type": "path", "default": DEFAULT_SPOOL_DIR},
+    "storage_dir": {"type": "path", "default": DEFAULT_SRV_DIR},
+}
+
+
+#: The ``s3_config`` option of repository and replica (documented in doc_fragments/cvmfs_s3.py).
+S3_ARGUMENT_SPEC = {
+    "s3_config": {"type": "dict", "options": {
+        "access_key": {"type": "str", "required": True, "no_log": False},
+        "bucket": {"type": "str", "required": True},
+        "dns_buckets": {"type": "bool"},
+        "flavor": {"type": "str", "choices": ["awsv2", "awsv4", "azure"]},
+        "host": {"type": "str", "required": True},
+        "max_parallel_connections": {"type": "int"},
+        "port": {"type": "int"},
+        "region": {"type": "str"},
+        "secret_key": {"type": "str", "required": True, "no_log": True},
+        "use_https": {"type": "bool"},
+    }},
+    "s3_config_path": {"type": "path"},
+}
+
+
+def paths_from_params(params):
+    return CvmfsPaths(etc_dir=params["etc_dir"], spool_dir=params["spool_dir"], srv_dir=params["storage_dir"])
+
+
+def server_from_params(params, check_mode):
+    return CvmfsServer(binary=params["cvmfs_server_path"], check_mode=check_mode)
+
+
+def add_run_results(results, server, verbosity=0):
+    """Put ``cmd``/``rc``/``stdout``/``stderr`` of the last mutating call into ``results``.
+
+    ``run_info`` (every call: argv, environment overrides, cwd, rc, output, skipped) is added
+    only at verbosity 4 (``-vvvv``).
+    """
+    last = server.last_mutating
+    if last is not None:
+        results.update(last)
+    if verbosity >= 4:
+        results["run_info"] = list(server.history)
+    return results

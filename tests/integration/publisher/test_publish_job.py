@@ -1,0 +1,339 @@
+"""The publisher's publish job, run for real as the role installs it, against a real S3 server.
+
+What is real: the job itself (the ``sharedsw_cvmfs`` package built from the module_utils files the
+role ships, run as ``python -m sharedsw_cvmfs._publish_job``), the s3_sync entry point it runs,
+boto3, and the S3 server (SeaweedFS from the harness).
+
+What is NOT real: ``cvmfs_server``. It is the TEST DOUBLE tests/support/publish_double/cvmfs_server,
+which models the union mount /cvmfs/<repo> as a plain directory (transaction = flag file,
+publish = keep, abort = restore the last published copy) with the documented exit codes.
+"""
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import fcntl
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
+REPO_ROOT = os.path.dirname(REPO_ROOT) if os.path.basename(REPO_ROOT) == "tests" else REPO_ROOT
+DOUBLE = os.path.join(REPO_ROOT, "tests", "support", "publish_double", "cvmfs_server")
+REPO = "sw.example.org"
+
+
+@pytest.fixture(scope="module")
+def package_dir(tmp_path_factory):
+    """The sharedsw_cvmfs package exactly as the publisher role installs it on a host."""
+    with open(os.path.join(REPO_ROOT, "roles", "publisher", "vars", "main.yml")) as handle:
+        modules = yaml.safe_load(handle)["__publisher_program_modules"]
+    root = tmp_path_factory.mktemp("program")
+    package = root / "sharedsw_cvmfs"
+    package.mkdir()
+    (package / "__init__.py").write_text("# installed by the publisher role\n")
+    for module in modules:
+        shutil.copy(os.path.join(REPO_ROOT, "plugins", "module_utils", module + ".py"), str(package))
+    return str(root)
+
+
+class Site:
+    """One publisher host in a temporary directory: the double's tree, the job config, the bucket."""
+
+    def __init__(self, tmp_path, s3, package_dir, path="/", **source):
+        self.tmp = tmp_path
+        self.s3 = s3
+        self.package_dir = package_dir
+        self.root = tmp_path / "double"
+        self.bucket = s3.make_bucket("pub")
+        conf = self.root / "etc/cvmfs/repositories.d" / REPO
+        conf.mkdir(parents=True)
+        (conf / "server.conf").write_text("CVMFS_REPOSITORY_NAME=%s\nCVMFS_UPSTREAM_STORAGE=gw,/x,http://gw:4929/api/v1\n"
+                                          % REPO)
+        (self.root / "cvmfs" / REPO).mkdir(parents=True)
+        (self.root / "published" / REPO).mkdir(parents=True)
+        (self.root / "var/spool/cvmfs" / REPO).mkdir(parents=True)
+        self.state_dir = tmp_path / "state"
+        self.credentials = tmp_path / "credentials"
+        self.credentials.write_text("AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n" % (s3.access_key, s3.secret_key))
+        os.chmod(str(self.credentials), 0o600)
+        self.lock_file = tmp_path / "lock" / "publish.lock"
+        self.config = {
+            "repository": REPO,
+            "path": path,
+            "cvmfs_server": DOUBLE,
+            "mount_dir": str(self.root / "cvmfs"),
+            "spool_dir": str(self.root / "var/spool/cvmfs"),
+            "etc_dir": str(self.root / "etc/cvmfs"),
+            "state_dir": str(self.state_dir),
+            "lock_file": str(self.lock_file),
+            "credentials_file": str(self.credentials),
+            "transaction_retry_timeout": 0,
+            "source": dict({"endpoint_url": s3.endpoint_url, "region": s3.region, "bucket": self.bucket,
+                            "prefix": "cvmfs/", "max_workers": 4}, **source),
+        }
+
+    def put(self, key, body=b"", **metadata):
+        self.s3.client().put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=metadata)
+
+    def delete(self, key):
+        self.s3.client().delete_object(Bucket=self.bucket, Key=key)
+
+    def keys(self):
+        listing = self.s3.client().list_objects_v2(Bucket=self.bucket)
+        return sorted(o["Key"] for o in listing.get("Contents", []))
+
+    def run(self, fail=(), signal_parent=None, extra_args=(), **config):
+        self.config.update(config)
+        path = self.tmp / "job.json"
+        path.write_text(json.dumps(self.config))
+        env = dict(os.environ, CVMFS_DOUBLE_ROOT=str(self.root), PYTHONPATH=self.package_dir,
+                   CVMFS_DOUBLE_FAIL=",".join(fail))
+        env.pop("AWS_ACCESS_KEY_ID", None)
+        env.pop("AWS_SECRET_ACCESS_KEY", None)
+        if signal_parent:
+            env["CVMFS_DOUBLE_SIGNAL_PARENT"] = signal_parent
+        proc = subprocess.run([sys.executable, "-m", "sharedsw_cvmfs._publish_job", "--config", str(path)]
+                              + list(extra_args), env=env, capture_output=True, text=True, timeout=120, cwd="/")
+        proc.log = proc.stdout + proc.stderr
+        return proc
+
+    def calls(self):
+        path = self.root / "calls.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def commands(self):
+        return [c["argv"][0] for c in self.calls()]
+
+    def in_transaction(self):
+        return (self.root / "var/spool/cvmfs" / REPO / "in_transaction.lock").exists()
+
+    def published(self, *parts):
+        return self.root.joinpath("published", REPO, *parts)
+
+    def union(self, *parts):
+        return self.root.joinpath("cvmfs", REPO, *parts)
+
+    def tree(self, base):
+        found = {}
+        for dirpath, _dirs, files in os.walk(str(base)):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                found[os.path.relpath(full, str(base))] = open(full, "rb").read()
+        return found
+
+    def last_run(self):
+        return json.loads((self.state_dir / "last-run.json").read_text())
+
+
+@pytest.fixture
+def site(tmp_path, seaweedfs, package_dir):
+    return Site(tmp_path, seaweedfs, package_dir)
+
+
+def assert_clean(site):
+    """Nothing half-done: no open transaction, the union equals the published copy, no marker."""
+    assert not site.in_transaction()
+    assert site.tree(site.union()) == site.tree(site.published())
+    assert not (site.state_dir / "transaction-open").exists()
+
+
+def test_publishes_new_content_then_does_nothing(site):
+    site.put("cvmfs/README", b"hello\n")
+    site.put("cvmfs/bin/tool", b"#!/bin/sh\necho tool\n", mode="33261")
+    first = site.run()
+    assert first.returncode == 0, first.log
+    assert site.published("README").read_bytes() == b"hello\n"
+    assert os.stat(str(site.published("bin", "tool"))).st_mode & 0o111, "executable bit lost"
+    assert site.commands() == ["transaction", "publish"]
+    assert all(c["stdin_devnull"] and c["LC_ALL"] == "C" for c in site.calls())
+    assert site.last_run()["published"] is True and site.last_run()["outcome"] == "ok"
+    assert_clean(site)
+
+    second = site.run()
+    assert second.returncode == 0, second.log
+    assert site.commands() == ["transaction", "publish"], "an unchanged bucket must not take a lease"
+    assert "up to date" in second.log
+    assert site.last_run()["published"] is False
+
+
+def test_changes_and_deletions_reach_the_repository(site):
+    site.put("cvmfs/a", b"one")
+    site.put("cvmfs/b", b"two")
+    assert site.run().returncode == 0
+    site.put("cvmfs/a", b"ONE!")
+    site.delete("cvmfs/b")
+    result = site.run()
+    assert result.returncode == 0, result.log
+    assert site.tree(site.published()) == {"a": b"ONE!"}
+    assert site.commands() == ["transaction", "publish", "transaction", "publish"]
+    assert_clean(site)
+
+
+def test_sync_failure_inside_the_transaction_aborts(site):
+    site.put("cvmfs/good", b"fine")
+    site.put("cvmfs/clash", b"a file")
+    site.put("cvmfs/clash/inner", b"and a directory")
+    result = site.run(plan_first=False)
+    assert result.returncode == 1, result.log
+    assert site.commands() == ["transaction", "abort"]
+    assert "aborting the transaction" in result.log
+    assert site.tree(site.published()) == {}
+    assert site.last_run()["outcome"] == "failed"
+    assert_clean(site)
+
+
+def test_failed_publish_is_aborted_and_retried_next_run(site):
+    site.put("cvmfs/data.bin", os.urandom(4096))
+    failed = site.run(fail=["publish"])
+    assert failed.returncode == 1, failed.log
+    assert site.commands() == ["transaction", "publish", "abort"]
+    assert site.tree(site.published()) == {}
+    assert_clean(site)
+    # the sync state was put back, so the next run syncs the file again and publishes it
+    retried = site.run()
+    assert retried.returncode == 0, retried.log
+    assert "data.bin" in site.tree(site.published())
+    assert_clean(site)
+
+
+def test_failed_abort_exits_3_and_says_so(site):
+    site.put("cvmfs/x", b"x")
+    result = site.run(fail=["publish", "abort"])
+    assert result.returncode == 3, result.log
+    assert site.in_transaction()
+    assert "abort -f %s by hand" % REPO in result.log
+    assert site.last_run()["outcome"] == "needs-human"
+
+
+def test_stop_signal_after_the_transaction_opened_aborts(site):
+    site.put("cvmfs/x", b"x")
+    result = site.run(signal_parent="transaction")
+    assert result.returncode == 1, result.log
+    assert "stopped by signal %d" % signal.SIGTERM in result.log
+    assert site.commands() == ["transaction", "abort"]
+    assert_clean(site)
+
+
+def test_busy_lease_fails_without_abort(site):
+    site.put("cvmfs/x", b"x")
+    result = site.run(fail=["transaction:busy"])
+    assert result.returncode == 1, result.log
+    assert "lease" in result.log and "busy" in result.log
+    assert site.commands() == ["transaction"]
+    assert_clean(site)
+
+
+def test_expired_whitelist_is_named(site):
+    site.put("cvmfs/x", b"x")
+    result = site.run(fail=["transaction:whitelist"])
+    assert result.returncode == 1
+    assert "whitelist" in result.log and "re-sign" in result.log
+
+
+def test_transaction_opened_by_somebody_else_is_left_alone(site):
+    site.put("cvmfs/x", b"x")
+    (site.root / "var/spool/cvmfs" / REPO / "in_transaction.lock").touch()
+    (site.union() / "work-in-progress").write_text("by hand")
+    result = site.run()
+    assert result.returncode == 3, result.log
+    assert site.commands() == []
+    assert (site.union() / "work-in-progress").exists()
+    assert "did not open" in result.log
+
+
+def test_transaction_left_by_a_killed_run_is_aborted_then_the_job_proceeds(site):
+    site.put("cvmfs/x", b"x")
+    site.state_dir.mkdir()
+    (site.state_dir / "transaction-open").write_text("left by a killed run\n")
+    (site.root / "var/spool/cvmfs" / REPO / "in_transaction.lock").touch()
+    (site.union() / "half-written").write_text("partial")
+    result = site.run()
+    assert result.returncode == 0, result.log
+    assert site.commands() == ["abort", "transaction", "publish"]
+    assert site.tree(site.published()) == {"x": b"x"}
+    assert_clean(site)
+
+
+def test_a_second_run_never_overlaps(site):
+    site.put("cvmfs/x", b"x")
+    site.lock_file.parent.mkdir(parents=True)
+    with open(str(site.lock_file), "w") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        result = site.run()
+    assert result.returncode == 75, result.log
+    assert site.commands() == []
+    assert "not starting a second one" in result.log
+    assert site.run().returncode == 0
+
+
+def test_publisher_sub_path_takes_a_lease_on_it(tmp_path, seaweedfs, package_dir):
+    site = Site(tmp_path, seaweedfs, package_dir, path="/team-a", prefix="cvmfs/team-a/")
+    site.put("cvmfs/team-a/lib/x.so", b"x")
+    site.put("cvmfs/other/not-mine", b"y")
+    result = site.run()
+    assert result.returncode == 0, result.log
+    assert site.calls()[0]["argv"] == ["transaction", REPO + "/team-a"]
+    assert site.tree(site.published()) == {"team-a/lib/x.so": b"x"}
+
+
+def _tarball(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if name.startswith("bin/") else 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_tarballs_under_the_ingest_prefix_are_ingested_then_removed(site):
+    site.config["source"].update(ingest_prefix="ingest/", ingest_dir="sw")
+    site.put("cvmfs/README", b"synced")
+    site.put("ingest/tools/foo-1.0.tar.gz", _tarball({"bin/foo": b"#!/bin/sh\n", "share/doc": b"doc"}))
+    site.put("ingest/notes.txt", b"not a tarball")
+    result = site.run()
+    assert result.returncode == 0, result.log
+    published = site.tree(site.published())
+    assert published["README"] == b"synced"
+    assert published["sw/tools/foo-1.0/bin/foo"] == b"#!/bin/sh\n"
+    ingest_call = [c["argv"] for c in site.calls() if c["argv"][0] == "ingest"][0]
+    assert ingest_call[-3:] == ["-b", "sw/tools/foo-1.0", REPO]
+    assert site.keys() == ["cvmfs/README", "ingest/notes.txt"], "an ingested tarball must leave the bucket"
+    assert "not a tarball" in result.log
+    assert site.last_run()["ingested"] == ["ingest/tools/foo-1.0.tar.gz"]
+    # the next sync leaves the ingested tree alone (ingest_dir is excluded from the mirror)
+    site.put("cvmfs/README", b"synced again")
+    assert site.run().returncode == 0
+    assert "sw/tools/foo-1.0/bin/foo" in site.tree(site.published())
+    assert_clean(site)
+
+
+def test_failed_ingest_keeps_the_tarball(site):
+    site.config["source"].update(ingest_prefix="ingest/", ingest_dir="sw", sync=False)
+    site.put("ingest/pkg.tar.gz", _tarball({"f": b"f"}))
+    result = site.run(fail=["ingest"])
+    assert result.returncode == 1, result.log
+    assert site.keys() == ["ingest/pkg.tar.gz"]
+    assert "ingest" in result.log
+    assert_clean(site)
+
+
+def test_bad_config_exits_2(tmp_path, package_dir):
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({"repository": REPO}))
+    proc = subprocess.run([sys.executable, "-m", "sharedsw_cvmfs._publish_job", "--config", str(path)],
+                          env=dict(os.environ, PYTHONPATH=package_dir), capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "lacks 'state_dir'" in proc.stderr
