@@ -854,10 +854,16 @@ class Sync:
                 pass
             if self.errors:
                 entry, error = self.errors[0]
-                if isinstance(error, CvmfsError):
-                    raise error
-                raise CvmfsError("syncing %s failed: %s" % (display(entry.key), error), exception=error)
-            self._validate_metadata()
+                extra = dict(getattr(error, "extra", {}))
+                extra["key"] = display(entry.key)
+                message = getattr(error, "message", None) or str(error)
+                raise CvmfsError("syncing s3://%s/%s failed (after %d retries where retrying made sense): %s"
+                                 % (o.bucket, display(entry.key), o.retries, message),
+                                 exception=getattr(error, "exception", None) or error, **extra)
+            # with on_invalid=fail, rejections found in the listing end the run before any
+            # symlink target is judged (whether a download finished first would be luck)
+            if not (self.rejections and o.on_invalid == "fail"):
+                self._validate_metadata()
             if self.rejections and o.on_invalid == "fail":
                 raise self._rejection_error()
             plan = self._plan(tree, pinned)
@@ -1014,7 +1020,11 @@ class Sync:
                     return True
             return False
 
-        # 1. local entries of the wrong type go first (whatever `delete` says: S3 changed the type)
+        def existed(path):
+            return path in tree and not any(parent in removed for parent in _parents(path))
+
+        # 1. local entries of the wrong type go first (whatever `delete` says: S3 changed the type);
+        #    what was below a replaced directory is reported as deleted
         for path in sorted(set(dirs) | set(files)):
             local = tree.get(path)
             if local is None or gone(path):
@@ -1022,6 +1032,11 @@ class Sync:
             if (path in dirs) != (local[0] == KIND_DIR):
                 plan["remove_in_way"].append((path, local))
                 removed.add(path)
+                if local[0] == KIND_DIR:
+                    below = path + "/"
+                    for other, info in tree.items():
+                        if other.startswith(below):
+                            plan["deleted"].append((other, info[1] if info[0] == KIND_FILE else 0))
         # 2. directories, parents first
         for path in sorted(dirs, key=lambda p: (p.count("/"), p)):
             entry = dirs[path]
@@ -1036,7 +1051,7 @@ class Sync:
             local = tree.get(path)
             if local is None or gone(path):
                 plan["mkdir"].append((path, mode))
-                plan["added"].append((path, 0))
+                plan["updated" if existed(path) else "added"].append((path, 0))
             elif local[3] != mode:
                 plan["dir_modes"].append((path, mode))
                 plan["updated"].append((path, 0))
@@ -1046,8 +1061,7 @@ class Sync:
         for path, entry in files.items():
             if entry.action == "fetch":
                 plan["install"].append(entry)
-                is_new = tree.get(path) is None or gone(path)
-                plan["added" if is_new else "updated"].append((path, entry.bytes))
+                plan["updated" if existed(path) else "added"].append((path, entry.bytes))
             elif entry.action == "meta":
                 plan["meta"].append(entry)
                 plan["updated"].append((path, 0))
