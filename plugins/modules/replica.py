@@ -12,7 +12,7 @@ module: replica
 short_description: Create, snapshot and remove a CernVM-FS stratum-1 replica
 version_added: 0.1.0
 author:
-  - sharedsw.cvmfs contributors
+  - sharedsw.cvmfs contributors (@sharedsw)
 description:
   - V(present) creates a stratum-1 replica of a stratum-0 repository with C(cvmfs_server add-replica)
     (local or S3 storage, with or without Apache configuration) and takes the initial snapshot; on an
@@ -29,12 +29,15 @@ extends_documentation_fragment:
   - sharedsw.cvmfs.cvmfs_s3
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: With O(state=snapshot) the revision after is the stratum-0's current revision (what a
       snapshot would fetch), if readable.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
   action_group:
+    description: Use C(group/sharedsw.cvmfs.cvmfs) in C(module_defaults) to set defaults for this module.
     support: full
     membership:
       - sharedsw.cvmfs.cvmfs

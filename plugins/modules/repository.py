@@ -12,7 +12,7 @@ module: repository
 short_description: Create, configure and remove a CernVM-FS stratum-0 repository or publisher
 version_added: 0.1.0
 author:
-  - sharedsw.cvmfs contributors
+  - sharedsw.cvmfs contributors (@sharedsw)
 description:
   - Creates a stratum-0 repository with C(cvmfs_server mkfs) (or C(cvmfs_server import) around an
     existing local storage) on local, S3 or gateway storage, keeps chosen C(server.conf) settings,
@@ -32,11 +32,14 @@ extends_documentation_fragment:
   - sharedsw.cvmfs.cvmfs_s3
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: Secrets in the S3 configuration file are shown as C(********).
   action_group:
+    description: Use C(group/sharedsw.cvmfs.cvmfs) in C(module_defaults) to set defaults for this module.
     support: full
     membership:
       - sharedsw.cvmfs.cvmfs
@@ -125,7 +128,7 @@ options:
     default: false
   server_options:
     description:
-      - C(server.conf) variables to keep, for example C({CVMFS_AUTO_GC_TIMESPAN: "3 days ago"}).
+      - C(server.conf) variables to keep, for example C(CVMFS_AUTO_GC_TIMESPAN) or C(CVMFS_REPOSITORY_TTL).
         Other variables are left alone; values are compared as bash would read them.
     type: dict
     default: {}
@@ -279,6 +282,7 @@ from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import
     write_file_atomic)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsModule
 
+
 # module option -> server.conf variables it is kept in
 SETTING_KEYS = {
     "auto_tag": ("CVMFS_AUTO_TAG",),
@@ -288,6 +292,8 @@ SETTING_KEYS = {
     "garbage_collection": ("CVMFS_GARBAGE_COLLECTION", "CVMFS_AUTO_GC"),
     "hash_algorithm": ("CVMFS_HASH_ALGORITHM",),
 }
+
+
 class RepositoryModule(CvmfsModule):
     argument_spec = dict(
         SERVER_ARGUMENT_SPEC,
@@ -385,8 +391,8 @@ class RepositoryModule(CvmfsModule):
             s3_path = self.s3_config_path()
             self.ensure_s3_config(s3_path, owner_pw)
         if current is None:
-            self.create(w_url, s3_path)
-            self.results["changed"] = True
+            if self.create(w_url, s3_path):
+                self.results["changed"] = True
         else:
             self.warn_immutable(current)
         self.ensure_settings(settings, created=current is None)
@@ -472,6 +478,7 @@ class RepositoryModule(CvmfsModule):
         return None  # the same keys are already in place: mkfs reuses them
 
     def create(self, w_url, s3_path):
+        """mkfs (or import); ``False`` if the repository turned out to exist already."""
         params = self.params
         storage = params["storage"]
         self.diffs.append({"before_header": "repository " + self.name, "after_header": "repository " + self.name,
@@ -479,8 +486,7 @@ class RepositoryModule(CvmfsModule):
                            "after": "state: present\nstorage: %s\nowner: %s\n" % (storage, params["owner"])})
         keys_dir = self.keys_argument()
         if params["import_storage"]:
-            self.import_storage(w_url, keys_dir)
-            return
+            return self.import_storage(w_url, keys_dir)
         upstream = None
         if storage == "gateway":
             gateway_url = params["gateway_url"]
@@ -497,7 +503,8 @@ class RepositoryModule(CvmfsModule):
                 compression=params["compression"], external_data=params["external_data"])
         except RepositoryExists:
             # created concurrently between our state read and mkfs: the wanted state holds.
-            self.results["changed"] = False
+            return False
+        return True
 
     def import_storage(self, w_url, keys_dir):
         params = self.params
@@ -509,9 +516,12 @@ class RepositoryModule(CvmfsModule):
                 "import", name=self.name, owner=params["owner"], stratum0_url=w_url, keys_dir=keys_dir,
                 chown_storage=params["import_chown_storage"], resign_whitelist=params["import_resign_whitelist"],
                 apache=params["apache"])
+        except RepositoryExists:
+            return False
         except WhitelistExpired as error:
             raise WhitelistExpired("the whitelist stored with %s has expired: set import_resign_whitelist=true "
                                    "(needs %s.masterkey) to create a fresh one" % (self.name, self.name), error.result)
+        return True
 
     def ensure_settings(self, wanted, created):
         path = self.paths.server_conf(self.name)

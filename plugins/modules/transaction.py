@@ -12,7 +12,7 @@ module: transaction
 short_description: Open, publish or abort a CernVM-FS transaction, or ingest a tarball
 version_added: 0.1.0
 author:
-  - sharedsw.cvmfs contributors
+  - sharedsw.cvmfs contributors (@sharedsw)
 description:
   - Drives C(cvmfs_server transaction), C(publish), C(abort -f) and C(ingest) on a stratum-0 or
     gateway publisher, idempotently from the transaction flag file
@@ -28,12 +28,15 @@ extends_documentation_fragment:
   - sharedsw.cvmfs.cvmfs_server
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Reads the state files and the scratch area; C(transaction), C(publish), C(abort) and
       C(ingest) are not run.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
   action_group:
+    description: Use C(group/sharedsw.cvmfs.cvmfs) in C(module_defaults) to set defaults for this module.
     support: full
     membership:
       - sharedsw.cvmfs.cvmfs
@@ -287,11 +290,12 @@ class TransactionModule(CvmfsModule):
             now_open = in_transaction(self.name, self.paths)
         self.results["in_transaction"] = now_open
         if self.diff_mode and self.results["changed"]:
+            after = "in_transaction: %s\n" % str(now_open).lower()
+            if self.results["published"]:
+                after += "published: true\n"
             self.results["diff"] = {
                 "before_header": "repository " + self.name, "after_header": "repository " + self.name,
-                "before": "in_transaction: %s\n" % str(was_open).lower(),
-                "after": "in_transaction: %s\n%s" % (str(now_open).lower(),
-                                                      "published: true\n" if self.results["published"] else "")}
+                "before": "in_transaction: %s\n" % str(was_open).lower(), "after": after}
 
     def check_arguments(self):
         params = self.params

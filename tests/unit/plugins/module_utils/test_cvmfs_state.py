@@ -207,8 +207,8 @@ class TestKeysAndStorage:
     def test_keys(self, paths):
         write(paths.key_file("r.org", "pub"), "-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----\n")
         write(paths.key_file("r.org", "key"), "secret")
-        assert state.key_files("r.org", paths) == {"pub": paths.key_file("r.org", "pub"),
-                                                  "key": paths.key_file("r.org", "key")}
+        assert state.key_files("r.org", paths) == {
+            "pub": paths.key_file("r.org", "pub"), "key": paths.key_file("r.org", "key")}
         assert state.public_key_text("r.org", paths).startswith("-----BEGIN PUBLIC KEY")
         assert state.public_key_text("none.org", paths) is None
 

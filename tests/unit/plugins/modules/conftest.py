@@ -5,65 +5,9 @@ its own scratch root; the modules are pointed at it through their advanced optio
 (cvmfs_server_path, etc_dir, spool_dir, storage_dir).
 """
 
-import json
-import os
-
 import pytest
 
-DOUBLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
-                      "cvmfs_double", "cvmfs_server")
-
-
-class DoubleHost:
-    """One scratch 'host' for the TEST DOUBLE of cvmfs_server."""
-
-    def __init__(self, root, run_module):
-        self.root = str(root)
-        self._run_module = run_module
-        self.etc = os.path.join(self.root, "etc/cvmfs")
-        self.spool = os.path.join(self.root, "var/spool/cvmfs")
-        self.srv = os.path.join(self.root, "srv/cvmfs")
-        self.fail = []
-
-    @property
-    def options(self):
-        return {"cvmfs_server_path": DOUBLE, "etc_dir": self.etc, "spool_dir": self.spool, "storage_dir": self.srv}
-
-    def env(self):
-        return {"CVMFS_DOUBLE_ROOT": self.root, "CVMFS_DOUBLE_FAIL": ",".join(self.fail)}
-
-    def run(self, module, args, check=False, diff=False):
-        return self._run_module(module, dict(self.options, **args), check=check, diff=diff, env=self.env())
-
-    def calls(self):
-        path = os.path.join(self.root, "calls.jsonl")
-        if not os.path.exists(path):
-            return []
-        with open(path) as handle:
-            return [json.loads(line) for line in handle]
-
-    def argvs(self):
-        return [c["argv"] for c in self.calls()]
-
-    def path(self, *parts):
-        return os.path.join(self.root, *parts)
-
-    def write(self, relpath, text):
-        path = self.path(relpath)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as handle:
-            handle.write(text)
-        return path
-
-    def in_transaction(self, name):
-        return os.path.exists(os.path.join(self.spool, name, "in_transaction.lock"))
-
-    def revision(self, storage):
-        with open(os.path.join(storage, ".cvmfspublished"), "rb") as handle:
-            for line in handle.read().split(b"\n"):
-                if line.startswith(b"S"):
-                    return int(line[1:])
-        return None
+from tests.cvmfs_double import DoubleHost, make_storage
 
 
 @pytest.fixture
@@ -74,28 +18,6 @@ def host(tmp_path, run_module):
 @pytest.fixture
 def other_host(tmp_path, run_module):
     return DoubleHost(tmp_path / "other", run_module)
-
-
-def make_storage(directory, fqrn, revision=5, whitelist_days=30, replicable=True):
-    """Storage of a repository served elsewhere (a gateway's or a stratum-0's), reached by file:// URL.
-
-    Written in the layout of cvmfs-facts §2.3 / §8 with fake hashes and signatures (TEST DATA).
-    """
-    import datetime
-    import hashlib
-    os.makedirs(os.path.join(directory, "data", "txn"), exist_ok=True)
-    manifest = "Cabc\nB1\nRd41d8cd98f00b204e9800998ecf8427e\nD240\nS%d\nGno\nAno\nN%s\nT1700000000\n" % (revision, fqrn)
-    with open(os.path.join(directory, ".cvmfspublished"), "wb") as handle:
-        handle.write(manifest.encode() + b"--\n" + hashlib.sha1(manifest.encode()).hexdigest().encode() + b"\n\x00sig")
-    now = datetime.datetime.now(datetime.timezone.utc)
-    expiry = now + datetime.timedelta(days=whitelist_days)
-    whitelist = "%s\nE%s\nN%s\nAB:CD\n" % (now.strftime("%Y%m%d%H%M%S"), expiry.strftime("%Y%m%d%H%M%S"), fqrn)
-    with open(os.path.join(directory, ".cvmfswhitelist"), "wb") as handle:
-        handle.write(whitelist.encode() + b"--\n00\n\x00sig")
-    if replicable:
-        with open(os.path.join(directory, ".cvmfs_master_replica"), "w") as handle:
-            handle.write("This file marks the repository as replicatable to stratum 1 servers\n")
-    return "file://" + directory
 
 
 @pytest.fixture

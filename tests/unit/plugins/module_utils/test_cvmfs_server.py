@@ -1,0 +1,292 @@
+"""Unit tests of the cvmfs_server runner: argv building, check mode, environment, error mapping.
+
+Commands run against the TEST DOUBLE of cvmfs_server (tests/cvmfs_double/cvmfs_server), which
+mimics documented behaviour from the facts file; it is not CernVM-FS.
+"""
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_server as srv
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
+from tests.cvmfs_double import DOUBLE
+
+
+
+@pytest.fixture
+def double_root(tmp_path, monkeypatch):
+    root = tmp_path / "host"
+    monkeypatch.setenv("CVMFS_DOUBLE_ROOT", str(root))
+    monkeypatch.delenv("CVMFS_DOUBLE_FAIL", raising=False)
+    return root
+
+
+def calls(root):
+    path = root / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+class TestArgv:
+    def setup_method(self):
+        self.runner = srv.CvmfsServer(binary=DOUBLE)
+
+    def test_mkfs_full(self):
+        argv = self.runner.argv(
+            "mkfs", name="r.org", owner="cvmfs", stratum0_url="http://s3/b", upstream="gw,/t,http://gw:4929/api/v1",
+            volatile=True, auto_tag=False, auto_tag_timespan="2 weeks ago", hash_algorithm="shake128",
+            garbage_collection=True, s3_config="/etc/s3.conf", keys_dir="/k", apache=False, compression="none",
+            external_data=True, proxy="http://p:3128")
+        assert argv == [DOUBLE, "mkfs", "-w", "http://s3/b", "-u", "gw,/t,http://gw:4929/api/v1", "-o", "cvmfs", "-v",
+                        "-g", "-G", "2 weeks ago", "-a", "shake128", "-z", "-s", "/etc/s3.conf", "-k", "/k", "-p",
+                        "-Z", "none", "-X", "-x", "http://p:3128", "r.org"]
+
+    def test_mkfs_minimal_never_prompts(self):
+        assert self.runner.argv("mkfs", name="r.org", owner="root", auto_tag=True, apache=True) == \
+            [DOUBLE, "mkfs", "-o", "root", "r.org"]
+
+    def test_noninteractive_flags_are_fixed(self):
+        assert self.runner.argv("rmfs", name="r.org")[1:] == ["rmfs", "-f", "r.org"]
+        assert self.runner.argv("rmfs", name="r.org", preserve=True)[1:] == ["rmfs", "-f", "-p", "r.org"]
+        assert self.runner.argv("abort", name="r.org")[1:] == ["abort", "-f", "r.org"]
+        assert self.runner.argv("publish", name="r.org")[1:] == ["publish", "-f", "r.org"]
+
+    def test_publish_tag_transaction_retry(self):
+        assert self.runner.argv("publish", name="r.org", tag="v1", tag_description="first one")[1:] == \
+            ["publish", "-f", "-a", "v1", "-m", "first one", "r.org"]
+        assert self.runner.argv("transaction", name="r.org/sub/dir", retry_timeout=0)[1:] == \
+            ["transaction", "-t", "0", "r.org/sub/dir"]
+
+    def test_ingest_repository_is_last(self):
+        assert self.runner.argv("ingest", name="r.org", tarball="/t.tgz", base_dir="a/b", delete=["x", "y"],
+                                catalog=True, user="u", group="g")[1:] == \
+            ["ingest", "-t", "/t.tgz", "-b", "a/b", "-d", "x", "-d", "y", "-c", "-u", "u", "-g", "g", "r.org"]
+
+    def test_add_replica_and_snapshot(self):
+        assert self.runner.argv("add-replica", owner="root", alias="a.s1", stratum0_url="http://s0/cvmfs/r.org",
+                                public_key="/k/r.org.pub", require_apache=False, apache=False, auto_gc=True,
+                                snapshot_group="g1")[1:] == \
+            ["add-replica", "-o", "root", "-n", "a.s1", "-a", "-z", "-p", "-g", "g1", "http://s0/cvmfs/r.org",
+             "/k/r.org.pub"]
+        assert self.runner.argv("snapshot", name="a.s1", no_wait=True)[1:] == ["snapshot", "-t", "a.s1"]
+
+    def test_import(self):
+        assert self.runner.argv("import", name="r.org", owner="cvmfs", resign_whitelist=True, chown_storage=True,
+                                keys_dir="/k", apache=True)[1:] == \
+            ["import", "-o", "cvmfs", "-k", "/k", "-g", "-r", "r.org"]
+
+    def test_unknown_argument_is_a_programming_error(self):
+        with pytest.raises(TypeError, match="unknown argument"):
+            self.runner.argv("publish", name="r.org", force=True)
+
+    def test_missing_required_argument(self):
+        with pytest.raises(TypeError, match="'owner' is required"):
+            self.runner.argv("mkfs", name="r.org")
+        with pytest.raises(TypeError, match="'name' is required"):
+            self.runner.argv("transaction")
+
+    def test_every_subcommand_is_known_to_cvmfs_server(self):
+        valid = ("mkfs add-replica import publish rollback rmfs alterfs resign list info tag list-tags lstags check "
+                 "transaction enter abort snapshot skeleton migrate list-catalogs diff checkout update-geodb gc "
+                 "catalog-chown eliminate-hardlinks eliminate-bulk-hashes fix-stats update-info update-repoinfo "
+                 "mount fix-permissions masterkeycard ingest merge-stats print-stats").split()
+        assert set(srv.COMMANDS) <= set(valid)
+
+
+class TestBinary:
+    def test_missing_binary(self, monkeypatch):
+        monkeypatch.setenv("PATH", "/nonexistent")
+        monkeypatch.setattr(srv, "SEARCH_PATH", ("/nonexistent2",))
+        with pytest.raises(CvmfsError, match="install the cvmfs-server package"):
+            srv.find_binary()
+
+    def test_path_must_be_executable(self, tmp_path):
+        plain = tmp_path / "cvmfs_server"
+        plain.write_text("")
+        with pytest.raises(CvmfsError, match="is not an executable file"):
+            srv.find_binary(str(plain))
+
+    def test_bare_name_found_in_path(self, monkeypatch):
+        monkeypatch.setenv("PATH", os.path.dirname(DOUBLE))
+        assert srv.find_binary() == DOUBLE
+
+
+class TestRun:
+    def test_environment_stdin_cwd(self, double_root, monkeypatch):
+        monkeypatch.setenv("LC_ALL", "de_DE.UTF-8")
+        result = srv.CvmfsServer(binary=DOUBLE).run("list")
+        assert result.rc == 0
+        [call] = calls(double_root)
+        assert call == {"argv": ["list"], "cwd": "/", "LC_ALL": "C", "stdin_devnull": True}
+
+    def test_check_mode_skips_mutating_and_runs_read_only(self, double_root):
+        runner = srv.CvmfsServer(binary=DOUBLE, check_mode=True)
+        result = runner.run("mkfs", name="r.org", owner="root")
+        assert result.skipped and result.rc == 0
+        assert runner.run("list").skipped is False
+        assert [c["argv"] for c in calls(double_root)] == [["list"]]
+        assert runner.last_mutating["cmd"][1:] == ["mkfs", "-o", "root", "r.org"]
+        assert [h["skipped"] for h in runner.history] == [True, False]
+
+    def test_mutating_call_recorded_and_run_info_only_at_vvvv(self, double_root):
+        runner = srv.CvmfsServer(binary=DOUBLE)
+        runner.run("mkfs", name="r.org", owner="root")
+        runner.run("list")
+        results = srv.add_run_results({}, runner, verbosity=3)
+        assert results["cmd"] == [DOUBLE, "mkfs", "-o", "root", "r.org"] and results["rc"] == 0
+        assert "Creating Configuration Files... done" in results["stdout"] and results["stderr"] == ""
+        assert "run_info" not in results
+        full = srv.add_run_results({}, runner, verbosity=4)["run_info"]
+        assert [r["cmd"][1] for r in full] == ["mkfs", "list"]
+        assert full[0]["environ"]["LC_ALL"] == "C" and full[0]["cwd"] == "/"
+
+    def test_failure_raises_mapped_error_with_output(self, double_root):
+        runner = srv.CvmfsServer(binary=DOUBLE)
+        runner.run("mkfs", name="r.org", owner="root")
+        with pytest.raises(srv.RepositoryExists) as info:
+            runner.run("mkfs", name="r.org", owner="root")
+        assert info.value.extra["rc"] == 1
+        assert info.value.extra["stderr"].strip() == "The repository r.org already exists"
+        assert info.value.extra["cmd"][1] == "mkfs"
+
+    def test_check_false_returns_result(self, double_root):
+        result = srv.CvmfsServer(binary=DOUBLE).run("abort", name="none.org", check=False)
+        assert result.rc == 1 and "Unable to find the configuration file" in result.stderr
+
+    def test_unknown_subcommand_usage_exit_3(self, double_root):
+        runner = srv.CvmfsServer(binary=DOUBLE)
+        spec = srv.Command("no-such-command", False, [], required=())
+        srv.COMMANDS["no-such-command"] = spec
+        try:
+            with pytest.raises(srv.UsageError, match="rejected its arguments \\(rc=3\\)"):
+                runner.run("no-such-command")
+        finally:
+            del srv.COMMANDS["no-such-command"]
+
+    def test_timeout(self, tmp_path):
+        slow = tmp_path / "cvmfs_server"
+        slow.write_text("#!/bin/sh\nsleep 5\n")
+        slow.chmod(0o755)
+        with pytest.raises(srv.CvmfsServerError, match="did not finish within 0.2 s"):
+            srv.CvmfsServer(binary=str(slow), timeout=0.2).run("list")
+
+
+def result(rc, stdout="", stderr=""):
+    return srv.CommandResult(["cvmfs_server"], rc, stdout, stderr)
+
+
+# Every exit code / message of cvmfs-facts.md that the runner maps: (command, rc, stdout, stderr,
+# expected class, expected text in the message).
+E = "CernVM-FS transaction error: "
+STACK = "\n\nStacktrace:\n..."
+MAPPING = [
+    ("transaction", 17, "", E + "another transaction is already open", srv.AlreadyInTransaction, "already open"),
+    ("transaction", 16, "Path busy. Time remaining = 42", E + "lease path busy", srv.LeaseBusy, "42 s"),
+    ("transaction", 2, "", "cannot open transaction on non-existing path r.org/a/b", srv.BadLeasePath,
+     "r.org/a/b does not exist"),
+    ("transaction", 20, "", "cannot open transaction on r.org/a, which is not a directory", srv.BadLeasePath,
+     "is not a directory"),
+    ("transaction", 22, "", "Repository whitelist for $name is expired", srv.WhitelistExpired, "cvmfs_server resign"),
+    ("transaction", 1, "", "CernVM-FS error: Unable to find the configuration file `server.conf` for the cvmfs "
+     "publisher: r.org", srv.RepositoryMissing, "does not exist"),
+    ("transaction", 1, "", "Permission error: No write permission to repository", srv.PermissionDenied, "as root"),
+    ("transaction", 1, "", "(unexpected termination) Autofs on /cvmfs has to be disabled" + STACK,
+     srv.CvmfsServerError, "Autofs on /cvmfs has to be disabled"),
+    ("transaction", 1, "", "Invocation error: opening a transaction is unsupported within the ephemeral writable shell",
+     srv.CvmfsServerError, "ephemeral writable shell"),
+    ("transaction", 7, "", "transaction hook failed, not opening a transaction", srv.CvmfsServerError, "rc=7"),
+    ("transaction", 1, "Error: 'invalid_hmac'", "(unexpected termination) cannot parse session token" + STACK,
+     srv.CvmfsServerError, "cannot parse session token"),
+    ("transaction", 5, "", "CernVM-FS transaction error: publisher init", srv.CvmfsServerError, "rc=5"),
+    ("abort", 22, "", "Repository r.org is not in a transaction", srv.NotInTransaction, "not in a transaction"),
+    ("abort", 5, "", "publisher file system mount state is broken", srv.CvmfsServerError, "mount state is broken"),
+    ("abort", 1, "", "CernVM-FS error: Repository r.org is not a stratum 0 repository", srv.NotStratum0,
+     "not a stratum-0"),
+    ("abort", 1, "Current working directory is in /cvmfs/r.org.  Please release, e.g. by 'cd $HOME'.", "",
+     srv.CvmfsServerError, "Current working directory"),
+    ("abort", 4, "", "", srv.CvmfsServerError, "rc=4"),
+    ("publish", 1, "Repository r.org is not in a transaction", "", srv.NotInTransaction, "not in a transaction"),
+    ("publish", 1, "Repository whitelist for r.org is expired!", "", srv.WhitelistExpired, "resign"),
+    ("publish", 1, "Permission denied: Repository r.org is owned by bob", "", srv.PermissionDenied, "owned by bob"),
+    ("publish", 1, "Repository unavailable under http://s0/cvmfs/r.org", "", srv.CvmfsServerError,
+     "Repository unavailable under"),
+    ("publish", 1, "Open writable file descriptors on r.org", "", srv.CvmfsServerError, "Open writable file"),
+    ("publish", 1, "Publishing a checked out revision requires a tag name", "", srv.CvmfsServerError,
+     "requires a tag name"),
+    ("publish", 1, "", "This is not a stratum 0 repository", srv.NotStratum0, "not a stratum-0"),
+    ("publish", 1, "", "Another publish process is active for r.org", srv.PublishActive, "another publish"),
+    ("publish", 1, "", "Failed to acquire publishing lock", srv.PublishActive, "publishing lock"),
+    ("publish", 1, "", "Tag name 'v1' is already in use.", srv.TagInUse, "'v1' already exists"),
+    ("publish", 1, "", "Spaces are not allowed in tag names", srv.UsageError, "spaces"),
+    ("publish", 1, "", "Failed to apply .cvmfsdirtab", srv.CvmfsServerError, "Failed to apply .cvmfsdirtab"),
+    ("publish", 1, "", "Synchronization failed\n\nExecuted Command:\nx", srv.CvmfsServerError, "Synchronization failed"),
+    ("publish", 1, "", "Manifest creation failed", srv.CvmfsServerError, "Manifest creation failed"),
+    ("publish", 1, "", "Tagging failed", srv.CvmfsServerError, "Tagging failed"),
+    ("publish", 1, "", "Signing failed", srv.CvmfsServerError, "Signing failed"),
+    ("publish", 1, "", "Garbage collection failed (3)", srv.CvmfsServerError, "Garbage collection failed (3)"),
+    ("publish", 1, "", "Auto-Repair is disabled (CVMFS_AUTO_REPAIR_MOUNTPOINT = false)", srv.CvmfsServerError,
+     "Auto-Repair is disabled"),
+    ("publish", 1, "", "Failed to parse CVMFS_AUTO_GC_TIMESPAN: 'soon'", srv.CvmfsServerError, "CVMFS_AUTO_GC_TIMESPAN"),
+    ("publish", 1, "", "The repository r.org does not exist.", srv.RepositoryMissing, "does not exist"),
+    ("ingest", 1, "", E + "another transaction is already open\nImpossible to start a transaction",
+     srv.AlreadyInTransaction, "already open"),
+    ("ingest", 1, "", "Could not delete multiple paths using a gateway in a single transaction.",
+     srv.CvmfsServerError, "delete multiple paths"),
+    ("ingest", 1, "", "Could not delete and add a file in the same transaction while using gateway.",
+     srv.CvmfsServerError, "delete and add"),
+    ("ingest", 1, "", "Please provide some parameters, ...", srv.CvmfsServerError, "Please provide some parameters"),
+    ("ingest", 1, "", "You cannot provide both: either provide user (-u)/group (-g) or keep the ownership (-k) of the "
+     "tarball", srv.CvmfsServerError, "You cannot provide both"),
+    ("mkfs", 1, "", "The repository r.org already exists", srv.RepositoryExists, "already exists"),
+    ("mkfs", 1, "", "Only root can create a new repository", srv.PermissionDenied, "as root"),
+    ("mkfs", 1, "", "invalid repository name: r b", srv.UsageError, "not a valid repository name"),
+    ("mkfs", 1, "", "No user bob", srv.UsageError, "'bob' is not a user"),
+    ("mkfs", 1, "", "Please specify the HTTP-URL for S3 (add option -w)", srv.UsageError, "public HTTP URL"),
+    ("mkfs", 3, "Usage...\nNOTE: The given upstream definition (-u) is invalid. Should look like: ...", "",
+     srv.UsageError, "rc=3"),
+    ("mkfs", 2, "Usage...", "", srv.UsageError, "rc=2"),
+    ("mkfs", 1, "", "Apache must be installed and running", srv.CvmfsServerError, "Apache must be installed"),
+    ("mkfs", 1, "", "Autofs on /cvmfs has to be disabled", srv.CvmfsServerError, "Autofs"),
+    ("mkfs", 1, "", "Importing keys from '/k' would overwrite keys in '/etc/cvmfs/keys'", srv.CvmfsServerError,
+     "would overwrite keys"),
+    ("mkfs", 1, "", "Auto tags time span cannot be parsed", srv.CvmfsServerError, "cannot be parsed"),
+    ("import", 1, "", "Repository whitelist expired (use -r maybe?)", srv.WhitelistExpired, "resign"),
+    ("import", 1, "", "The repository r.org already exists", srv.RepositoryExists, "already exists"),
+    ("import", 1, "", "repository signing key or certificate not found (use -t maybe?)", srv.CvmfsServerError,
+     "certificate not found"),
+    ("rmfs", 1, "", "The repository r.org does not exist.", srv.RepositoryMissing, "does not exist"),
+    ("rmfs", 1, "", "Only root can remove a repository", srv.PermissionDenied, "as root"),
+    ("add-replica", 1, "", "There is already a Stratum1 repository r.org", srv.ReplicaExists, "already exists"),
+    ("add-replica", 1, "", "Repository r.org already exists as a Stratum0 repository.\nUse -n to create an aliased "
+     "Stratum1 replica for r.org on this machine.", srv.AliasIsStratum0, "choose another replica name"),
+    ("add-replica", 1, "", "Failed to access Stratum0 repository at http://s0/cvmfs/r.org", srv.ReplicaSourceError,
+     "cannot read the stratum-0 at http://s0/cvmfs/r.org"),
+    ("add-replica", 1, "", "The repository URL http://s0/cvmfs/r.org does not point to a replicable master copy of "
+     "r.org", srv.ReplicaSourceError, "alterfs -m on"),
+    ("snapshot", 1, "", "another update is in progress... aborting", srv.UpdateInProgress, "set wait to true"),
+    ("snapshot", 1, "", "an initial snapshot is in progress... aborting", srv.UpdateInProgress, "retry later"),
+    ("snapshot", 1, "", "Repository r.org is not a stratum 1 repository", srv.NotStratum1, "not a stratum-1"),
+    ("snapshot", 1, "", "Missing CVMFS_STRATUM1 URL in server.conf", srv.CvmfsServerError, "Missing CVMFS_STRATUM1"),
+    ("snapshot", 1, "", "The repository r.org does not exist.", srv.RepositoryMissing, "does not exist"),
+]
+
+
+@pytest.mark.parametrize("command,rc,stdout,stderr,error,text", MAPPING,
+                         ids=["%s-%s-%s" % (m[0], m[1], (m[3] or m[2]).split("\n")[0][:40]) for m in MAPPING])
+def test_error_mapping(command, rc, stdout, stderr, error, text):
+    with pytest.raises(srv.CvmfsServerError) as info:
+        srv.classify(command, result(rc, stdout, stderr), name="r.org")
+    assert type(info.value) is error  # pylint: disable=unidiomatic-typecheck
+    assert text in info.value.message
+    assert info.value.extra["rc"] == rc and info.value.extra["stderr"] == stderr
+
+
+def test_lease_busy_carries_time_remaining():
+    with pytest.raises(srv.LeaseBusy) as info:
+        srv.classify("transaction", result(16, "Path busy. Time remaining = 42", E + "lease path busy"), name="r.org")
+    assert info.value.time_remaining == 42 and info.value.extra["time_remaining"] == 42
+
+
+def test_success_is_not_an_error():
+    srv.classify("publish", result(0, "Repository r.org is not in a transaction"))
