@@ -1,8 +1,8 @@
 """Start, wait for and stop the harness's daemons; pick free loopback ports; find binaries.
 
 Every daemon runs in its own session (process group), logs to a file in its server's
-temporary directory and is stopped by PID. Daemons still alive when Python exits (a crashed or
-interrupted session) are killed by an ``atexit`` hook.
+temporary directory and is stopped by PID. Servers still open when Python exits (an aborted or
+interrupted session, or SIGTERM to pytest) are killed and cleaned up by an ``atexit`` hook.
 """
 
 import atexit
@@ -23,7 +23,7 @@ KEEP_ENV = "SHAREDSW_KEEP_SERVICES"
 DEBIAN_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/bin", "/usr/sbin")  # rabbitmq: not the /usr/sbin wrappers (su)
 LOG_TAIL_LINES = 40
 
-_LIVE_DAEMONS = set()
+_OPEN_SERVICES = set()
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an environment proxy
 
 
@@ -61,11 +61,11 @@ def _bindable(port):
 def free_ports(count=1, contiguous=False):
     """``count`` ports free on 127.0.0.1 right now (a run of consecutive ports if ``contiguous``).
 
-    Ports come from 20000-32000: below the kernel's ephemeral range, so outgoing connections
-    do not take them between the check and the daemon's bind.
+    Ports come from 20000-32000, below Linux's default ephemeral range (32768-60999), so
+    outgoing connections do not take them between the check and the daemon's bind.
     """
     chosen = []
-    for _ in range(2000):
+    for _attempt in range(2000):
         base = random.randint(20000, 32000 - count)
         wanted = range(base, base + count) if contiguous else [base]
         if all(p not in chosen and _bindable(p) for p in wanted):
@@ -136,7 +136,7 @@ class Daemon:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=self.env, cwd=self.cwd, start_new_session=True)
-        _LIVE_DAEMONS.add(self)
+        _exit_cleanly_on_sigterm()
         return self
 
     def fail(self, what, logs=()):
@@ -151,7 +151,7 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while True:
             if not self.running():
-                self.fail("exited with status %s before %s" % (self.proc.returncode, what), logs)
+                self.fail("exited with status %s while waiting for it %s" % (self.proc.returncode, what), logs)
             try:
                 if ready():
                     return
@@ -176,7 +176,6 @@ class Daemon:
             _signal_group(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         _signal_group(self.proc.pid, signal.SIGKILL)  # helpers the daemon left in its group
-        _LIVE_DAEMONS.discard(self)
 
     def kill(self):
         self.stop(timeout=10, sig=signal.SIGKILL)
@@ -190,10 +189,21 @@ def _signal_group(pid, sig):
 
 
 @atexit.register
-def _kill_leftover_daemons():
-    for daemon in list(_LIVE_DAEMONS):
-        daemon.kill()
+def _close_open_services():
+    for service in list(_OPEN_SERVICES):
+        service.close()
 
+
+def _exit_cleanly_on_sigterm():
+    """Turn SIGTERM into KeyboardInterrupt, so that fixtures and atexit still stop our daemons."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        try:
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+        except ValueError:  # not the main thread
+            pass
+
+
+# --- probes and set-up commands -----------------------------------------------------------
 
 def http_answers(url, timeout=2):
     """True when ``url`` gives any HTTP response, error statuses included."""
@@ -240,11 +250,14 @@ def _last_lines(text):
     return "".join(text.splitlines(True)[-LOG_TAIL_LINES:])
 
 
+# --- servers ------------------------------------------------------------------------------
+
 class Service:
     """Base of every test server: one temporary directory, some daemons, a context manager.
 
     Subclasses implement ``start()``; ``close()`` stops the daemons in reverse order of start
-    and removes the directory (kept when SHAREDSW_KEEP_SERVICES=1).
+    and removes the directory. The data is thrown away, so ``close()`` kills at once (SIGKILL);
+    with SHAREDSW_KEEP_SERVICES=1 it stops them gracefully and keeps the directory.
     """
 
     kind = "service"
@@ -253,6 +266,7 @@ class Service:
         self.dir = make_server_dir(self.kind)
         self.daemons = []
         self.start_seconds = None
+        _OPEN_SERVICES.add(self)
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
@@ -271,8 +285,13 @@ class Service:
             self.daemons.pop().stop()
 
     def close(self):
-        self.stop_daemons()
-        remove_server_dir(self.dir)
+        if keep_services():
+            self.stop_daemons()
+        while self.daemons:
+            self.daemons.pop().kill()
+        if self in _OPEN_SERVICES:
+            _OPEN_SERVICES.discard(self)
+            remove_server_dir(self.dir)
 
     def __enter__(self):
         began = time.monotonic()

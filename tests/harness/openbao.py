@@ -50,8 +50,7 @@ class VaultServer(Service):
     def _wait_active(self, timeout=60):
         def active():
             status = self.health()
-            return isinstance(status, dict) and status.get("initialized") and not status.get("sealed") \
-                and not status.get("standby")
+            return status["initialized"] and not status["sealed"] and not status["standby"]
         wait_until(active, timeout, "for OpenBao at %s to be unsealed and active" % self.url)
 
 

@@ -16,6 +16,7 @@ class S3Server(Service):
     access_key = "testaccess"
     secret_key = "testsecret"
     endpoint_url = None
+    _s3 = None
 
     def client(self, service="s3"):
         """A boto3 client (path-style addressing, SigV4, standard retries)."""
@@ -27,7 +28,8 @@ class S3Server(Service):
     def make_bucket(self, prefix="t"):
         """Create a bucket with a unique name starting with ``prefix``; return its name."""
         bucket = "%s-%s" % (prefix, uuid.uuid4().hex[:12])
-        self.client().create_bucket(Bucket=bucket)
+        self._s3 = self._s3 or self.client()
+        self._s3.create_bucket(Bucket=bucket)
         return bucket
 
     def module_args(self):

@@ -18,9 +18,11 @@ cache_mem 64 MB
 maximum_object_size_in_memory 16 MB
 shutdown_lifetime 1 seconds
 pinger_enable off
+# squid's DNS client sockets: keep them on loopback too (names then resolve from /etc/hosts only)
+udp_incoming_address {host}
+udp_outgoing_address {host}
 acl allowed_src src {src}
-{dst_acls}
-http_access allow allowed_src allowed_dst
+{destination_rules}
 http_access deny all
 """
 
@@ -33,10 +35,14 @@ def _is_address(entry):
     return True
 
 
-def destination_acls(allowed_dst):
-    """``acl allowed_dst`` lines: ``dst`` for addresses/networks, ``dstdomain`` for names."""
-    lines = ["acl allowed_dst dst " + e for e in allowed_dst if _is_address(e)]
-    lines += ["acl allowed_dst dstdomain " + e for e in allowed_dst if not _is_address(e)]
+def destination_rules(allowed_dst):
+    """ACLs and ``http_access allow`` lines: ``dst`` for addresses/networks, ``dstdomain`` for names."""
+    acls = {"allowed_dst_ip dst": [e for e in allowed_dst if _is_address(e)],
+            "allowed_dst_name dstdomain": [e for e in allowed_dst if not _is_address(e)]}
+    lines = []
+    for acl, entries in acls.items():
+        if entries:
+            lines += ["acl %s %s" % (acl, " ".join(entries)), "http_access allow allowed_src " + acl.split()[0]]
     return "\n".join(lines)
 
 
@@ -55,7 +61,7 @@ class Squid(Service):
 
     def write_config(self):
         text = CONFIG.format(host=LOOPBACK, port=self.port, dir=self.dir, user=self.user,
-                             src=" ".join(self.allowed_src), dst_acls=destination_acls(self.allowed_dst))
+                             src=" ".join(self.allowed_src), destination_rules=destination_rules(self.allowed_dst))
         with open(self.path("squid.conf"), "w") as handle:
             handle.write(text)
         account = pwd.getpwnam(self.user)
