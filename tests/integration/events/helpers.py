@@ -72,3 +72,12 @@ def wait_for(predicate, timeout, what, interval=0.1):
             return value
         time.sleep(interval)
     raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+def queue_depth(mq, name):
+    """Messages in ``name`` right now (AMQP passive declare; the management API lags seconds behind)."""
+    connection = mq.connection()
+    try:
+        return connection.channel().queue_declare(name, passive=True).method.message_count
+    finally:
+        connection.close()
