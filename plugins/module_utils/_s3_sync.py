@@ -1465,20 +1465,25 @@ class _KeysMode:
                 self.names.add(path + "/" if is_dir else path)
 
     def list_keys(self, pages, list_page):
-        """The lister thread: one listing per touched key instead of the whole prefix."""
-        try:
-            for raw in self.keys:
-                key = raw.decode("utf-8", "surrogateescape")
-                objects, token = list_page(key, None)
-                exact = [o for o in objects if o.key == raw]
-                pages.put(exact)
-                if not exact or raw.endswith(b"/"):
-                    continue
+        """The lister thread: one listing per touched key (in parallel) instead of the whole prefix."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def lookup(raw):
+            key = raw.decode("utf-8", "surrogateescape")
+            objects, token = list_page(key, None)
+            exact = [o for o in objects if o.key == raw]
+            if exact and not raw.endswith(b"/"):
                 below = raw + b"/"
-                if any(o.key.startswith(below) for o in objects):
+                if any(o.key.startswith(below) for o in objects) or (token and list_page(key + "/", None)[0]):
                     self.conflicts.append(key)
-                elif token and list_page(key + "/", None)[0]:
-                    self.conflicts.append(key)
+            return exact
+
+        try:
+            if self.keys:
+                with ThreadPoolExecutor(max(1, min(self.o.max_workers, 16, len(self.keys)))) as pool:
+                    for exact in pool.map(lookup, self.keys):
+                        if exact:
+                            pages.put(exact)
             pages.put(None)
         except BaseException as error:  # pylint: disable=broad-except
             pages.put(error)
