@@ -671,6 +671,11 @@ class Sync:
                 entry.action = "fetch"
                 return
             state = entry.state
+            if state is not None and state[0] != entry.etag and _seconds(local[2]) == state[3] \
+                    and local[1] == state[1]:
+                # the local file is the one the state describes, and S3 now has other content
+                entry.action = "fetch"
+                return
             known = state is not None and state[0] == entry.etag and state[1] == entry.size \
                 and _seconds(local[2]) == state[3]
             if not known and _seconds(local[2]) != _seconds(attrs.mtime_ns):
