@@ -126,6 +126,9 @@ def burst(site, count, label):
     watcher.join()
     if len(applied) < count:
         raise RuntimeError("only %d of %d burst files were published" % (len(applied), count))
+    # the double copies the tree, then counts the revision: wait for the publish to finish
+    while site.in_transaction() and time.time() < deadline:
+        time.sleep(0.05)
     return [applied[k] - put_done[k] for k in keys], site.revision() - revision, uploaded
 
 
@@ -160,6 +163,7 @@ def main():
                     lines.append(report("burst of %d, debounce %gs" % (args.burst, debounce), latencies)
                                  + "   %d publish(es), uploads took %.1f s" % (publishes, uploaded))
                     print(lines[-1], flush=True)
+                time.sleep(1.5)  # the status file is rewritten at most once a second
                 counters = site.status().get("counters", {})
                 lines.append("%-34s consumer: last lag eventTime->publish %s s (max %s s); %d events, %d publishes"
                              % ("", lag.get("last_median"), site.status().get("lag_seconds", {}).get("max"),

@@ -277,6 +277,10 @@ class EventJob(PublishJob):
     the consumer's main thread, so the job's own signal handling is switched off."""
 
     def __init__(self, config, log, keys=None, env=None):
+        if keys is not None:
+            # events announce changes: planning first would only repeat the lookups. The job still
+            # closes an unchanged transaction without publishing.
+            config = dict(config, plan_first=False)
         super(EventJob, self).__init__(config, log, env)
         self.keys = None if keys is None else sorted(keys)
         self.mode = "full" if keys is None else "keys"
