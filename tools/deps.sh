@@ -12,6 +12,8 @@ APT_PACKAGES=(
   radosgw ceph-mon ceph-osd rabbitmq-server squid apache2
   # lab hosts (tools/lab): systemd-nspawn containers on a private bridge
   mmdebstrap systemd-container nftables iproute2 zstd openssh-client rsync
+  # the distribution Python our host programs run under (tested with it too)
+  python3-hvac python3-cryptography python3-boto3 python3-pika
   # general
   python3-venv ca-certificates curl git make shellcheck
 )

@@ -237,7 +237,7 @@ def load(kind, data, source):
             try:
                 obj = serialization.load_pem_private_key(raw, password=None)
             except TypeError:
-                raise CvmfsError("%s is an encrypted private key; CernVM-FS needs it unencrypted" % source)
+                raise CvmfsError("%s is an encrypted private key; CernVM-FS needs it unencrypted" % source) from None
             if not isinstance(obj, rsa.RSAPrivateKey):
                 raise CvmfsError("%s: found a private key, but not RSA (CernVM-FS signs with RSA)" % wrong)
         elif kind == "pub":
@@ -255,8 +255,8 @@ def load(kind, data, source):
     except CvmfsError:
         raise
     except Exception:  # pylint: disable=broad-except
-        # the library's message may quote the input; say only what was expected
-        raise CvmfsError(wrong)
+        # the library's message may quote the input: say only what was expected, and drop the context
+        raise CvmfsError(wrong) from None
     return obj
 
 

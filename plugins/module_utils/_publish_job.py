@@ -424,8 +424,9 @@ class PublishJob:
         env.update(self.credentials)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [_package_root(), env.get("PYTHONPATH")] if p)
         argv = self.sync_argv(check)
-        self.log.info("%s %s from s3://%s/%s to %s" % ("planning the sync" if check else "syncing", self.repository,
-                                                     self.source["bucket"], self.source["prefix"], self.dest))
+        what = "planning the sync" if check else "syncing"
+        self.log.info("%s %s from s3://%s/%s to %s" % (what, self.repository, self.source["bucket"],
+                                                       self.source["prefix"], self.dest))
         self.child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       env=env, cwd="/", universal_newlines=True)
         try:
@@ -615,8 +616,8 @@ class PublishJob:
                 self.summary["sync"] = _sync_summary(plan)
         parents = self.missing_parents(tarballs)
         if not sync and not parents and not tarballs:
-            self.log.info("%s is up to date with s3://%s/%s" % (self.config["lease"], self.source["bucket"],
-                                                               self.source["prefix"] or ""))
+            self.log.info("%s is up to date with s3://%s/%s"
+                          % (self.config["lease"], self.source["bucket"], self.source["prefix"] or ""))
             return EXIT_OK
         if sync or parents:
             self.transaction(sync, parents)
@@ -736,8 +737,8 @@ def main(argv=None, log=None, env=None):
     except Exception as error:  # pylint: disable=broad-except
         status = EXIT_FAILED
         job.summary["message"] = _describe(error)
-        log.error("publish job for %s failed unexpectedly: %s\n%s" % (config["lease"], _describe(error),
-                                                                       traceback.format_exc()))
+        log.error("publish job for %s failed unexpectedly: %s\n%s"
+                  % (config["lease"], _describe(error), traceback.format_exc()))
     finally:
         job.restore_signal_handlers()
         job.summary["outcome"] = {EXIT_OK: "ok", EXIT_NEEDS_HUMAN: "needs-human"}.get(status, "failed")
@@ -756,4 +757,4 @@ def main(argv=None, log=None, env=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

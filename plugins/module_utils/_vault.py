@@ -26,6 +26,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import inspect
 import ipaddress
 import os
 import re
@@ -219,6 +220,14 @@ def _vault_errors(error):
     if errors:
         return "; ".join(" ".join(str(e).split()) for e in errors)
     return str(error.args[0]) if error.args and error.args[0] else type(error).__name__
+
+
+def _accepts(func, name):
+    """Whether ``func`` takes the keyword ``name`` (hvac 0.11, Debian 12's python3-hvac, lacks some)."""
+    try:
+        return name in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return True  # a mock or a builtin: assume the current hvac
 
 
 def _is_loopback(host):
@@ -421,9 +430,11 @@ class VaultClient:
         """Return ``(data, version)`` of the latest version, or ``(None, None)`` if there is none
         (never written, deleted, or destroyed)."""
         kv = self._kv()
+        kwargs = dict(path=path, mount_point=self.mount)
+        if _accepts(kv.read_secret_version, "raise_on_deleted_version"):
+            kwargs["raise_on_deleted_version"] = True  # hvac >= 1.0; older hvac always raises on deleted versions
         try:
-            response = self._call(kv.read_secret_version, path=path, mount_point=self.mount,
-                                  raise_on_deleted_version=True)
+            response = self._call(kv.read_secret_version, **kwargs)
         except Exception as error:  # pylint: disable=broad-except
             if isinstance(error, hvac.exceptions.InvalidPath):
                 return None, None

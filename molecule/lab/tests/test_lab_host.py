@@ -1,0 +1,44 @@
+"""A lab host offers what CernVM-FS needs: FUSE, overlayfs (also over a FUSE lower layer, as
+cvmfs_server does), autofs, and a systemd that boots without failed units."""
+
+import pytest
+import testinfra
+
+
+@pytest.fixture(scope="module")
+def host(request):
+    return testinfra.get_host("ansible://lab-selftest", ansible_inventory=request.config.option.ansible_inventory)
+
+
+def test_systemd_running_without_failed_units(host):
+    assert host.run("systemctl is-system-running").stdout.strip() == "running", \
+        host.run("systemctl --failed --no-legend").stdout
+
+
+def test_private_network(host):
+    assert sorted(host.interface.names()) == ["eth0", "lo"]
+    assert host.interface("eth0").addresses[0] == "10.77.0.20"
+
+
+def test_fuse_and_overlay_over_fuse(host):
+    script = """set -e
+    d=$(mktemp -d); mkdir -p $d/src $d/sq $d/upper $d/work $d/merged
+    echo payload > $d/src/file
+    mksquashfs $d/src $d/img.sqfs -noappend -no-progress >/dev/null
+    squashfuse $d/img.sqfs $d/sq                       # FUSE mount (/dev/fuse)
+    cat $d/sq/file
+    mount -t overlay overlay -o lowerdir=$d/sq,upperdir=$d/upper,workdir=$d/work $d/merged
+    echo changed > $d/merged/file
+    cat $d/merged/file $d/sq/file
+    umount $d/merged; fusermount3 -u $d/sq; rm -rf $d
+    """
+    out = host.run("bash -c %s", script)
+    assert out.rc == 0, out.stderr
+    assert out.stdout.split() == ["payload", "changed", "payload"]
+    assert host.run("test -c /dev/fuse").rc == 0
+
+
+def test_autofs_mounts_on_access(host):
+    assert host.service("autofs").is_running
+    out = host.run("ls /mnt/auto/scratch >/dev/null && findmnt -n -o FSTYPE /mnt/auto/scratch")
+    assert out.rc == 0 and out.stdout.strip() == "tmpfs", (out.stdout, out.stderr)
