@@ -55,17 +55,16 @@ def run_module():
     """
 
     def _run(name, args, check=False, diff=False, env=None):
-        payload = dict(args)
-        payload["_ansible_check_mode"] = check
-        payload["_ansible_diff"] = diff
-        payload.setdefault("_ansible_tmpdir", tempfile.mkdtemp(prefix="ansible-module-"))
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-            json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
-        child_env = dict(os.environ, PYTHONPATH=COLLECTIONS_ROOT, **(env or {}))
-        proc = subprocess.run(
-            [sys.executable, "-m", "ansible_collections.sharedsw.cvmfs.plugins.modules." + name, handle.name],
-            capture_output=True, text=True, env=child_env, stdin=subprocess.DEVNULL, check=False)
-        os.unlink(handle.name)
+        with tempfile.TemporaryDirectory(prefix="ansible-module-") as tmpdir:
+            payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+            payload.setdefault("_ansible_tmpdir", tmpdir)
+            args_file = os.path.join(tmpdir, "args.json")
+            with open(args_file, "w") as handle:
+                json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
+            child_env = dict(os.environ, PYTHONPATH=COLLECTIONS_ROOT, **(env or {}))
+            proc = subprocess.run(
+                [sys.executable, "-m", "ansible_collections.sharedsw.cvmfs.plugins.modules." + name, args_file],
+                capture_output=True, text=True, env=child_env, stdin=subprocess.DEVNULL, check=False)
         try:
             result = ModuleResult(json.loads(proc.stdout))
         except ValueError:

@@ -24,6 +24,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import os
 import re
 import subprocess
@@ -386,14 +387,23 @@ class CvmfsServer:
 
     ``check_mode``: mutating sub-commands are not run; they return a skipped
     :class:`CommandResult` (rc 0, empty output). ``env``: extra environment variables.
+    ``binary`` is looked up (:func:`find_binary`) when the first command is built.
     """
 
     def __init__(self, binary=None, check_mode=False, env=None, timeout=None):
-        self.binary = find_binary(binary)
+        self._binary_option = binary
+        self._binary = None
         self.check_mode = check_mode
         self.env = dict(env or {})
         self.timeout = timeout
         self.history = []
+
+    @property
+    def binary(self):
+        """Resolved on first use, so a module with nothing to do never needs cvmfs_server installed."""
+        if self._binary is None:
+            self._binary = find_binary(self._binary_option)
+        return self._binary
 
     def argv(self, command, **values):
         spec = COMMANDS[command]
@@ -429,6 +439,22 @@ class CvmfsServer:
                 context.setdefault("stratum0_url", values["stratum0_url"])
             classify(command, result, **context)
         return result
+
+    @contextlib.contextmanager
+    def transaction(self, name, retry_timeout=None, tag=None, tag_description=None):
+        """Open a transaction, yield, publish; abort (``-f``) if the body or the publish fails.
+
+        For programs on hosts (the publisher's sync job): ``with server.transaction(repo): write()``.
+        ``name`` may carry a gateway lease sub-path (``repo/sub/dir``). Yields the repository name.
+        """
+        repo = name.split("/", 1)[0]
+        self.run("transaction", name=name, retry_timeout=retry_timeout, context={"name": name})
+        try:
+            yield repo
+            self.run("publish", name=repo, tag=tag, tag_description=tag_description)
+        except BaseException:
+            self.run("abort", name=repo, check=False)
+            raise
 
     @property
     def last_mutating(self):

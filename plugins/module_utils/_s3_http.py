@@ -35,6 +35,7 @@ __metaclass__ = type
 import hashlib
 import hmac
 import os
+import re
 import socket
 import ssl
 import threading
@@ -90,7 +91,10 @@ def _hmac(key, msg):
 
 
 def uri_encode(data, safe="/~"):
-    """Percent-encode like botocore does for S3 paths and SigV4 (RFC 3986 unreserved kept)."""
+    """Percent-encode like botocore does for S3 paths and SigV4 (RFC 3986 unreserved kept).
+    ``str`` is UTF-8 encoded; surrogate escapes stand for raw bytes."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
     return quote(data, safe=safe)
 
 
@@ -292,22 +296,19 @@ class Connection:
             while True:
                 while b"\r\n" not in self.buf:
                     self.buf += self._recv()
-                line, _, rest = self.buf.partition(b"\r\n")
-                self.buf = rest
+                line, self.buf = self.buf.split(b"\r\n", 1)
                 size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while b"\r\n" not in self.buf:
                         self.buf += self._recv()
                     # skip trailers
                     while True:
-                        line, _, rest = self.buf.partition(b"\r\n")
-                        self.buf = rest
+                        line, self.buf = self.buf.split(b"\r\n", 1)
                         if not line:
                             return
                         while b"\r\n" not in self.buf:
                             self.buf += self._recv()
-                for piece in self._exact(size):
-                    yield piece
+                yield from self._exact(size)
                 while len(self.buf) < 2:
                     self.buf += self._recv()
                 self.buf = self.buf[2:]
@@ -324,8 +325,7 @@ class Connection:
                 yield data
             self.close()
             return
-        for piece in self._exact(int(length)):
-            yield piece
+        yield from self._exact(int(length))
 
     def _exact(self, remaining):
         if self.buf:
@@ -418,10 +418,49 @@ class ListedObject:
         self.last_modified = last_modified
 
 
-def parse_list_page(body, url_encoded=True):
-    """Parse a ListObjectsV2 page: (objects, next continuation token or None)."""
+# Ceph RGW echoes the request's <Prefix> (and its continuation token) without URL encoding even
+# with encoding-type=url: listing a prefix that holds a control character or invalid UTF-8
+# gives XML that no parser accepts. Such bytes are mapped to private-use code points before
+# parsing and mapped back after (_UNMAP), so keys keep their exact bytes and are judged later.
+_CHAR_REF = re.compile(br"&#(x[0-9a-fA-F]+|[0-9]+);")
+_UNMAP = dict((0xE000 + n, n) for n in range(32))
+_UNMAP.update((0xE100 + b, 0xDC00 + b) for b in range(0x80, 0x100))
+
+
+def _xml_char_ok(n):
+    return n in (9, 10, 13) or 0x20 <= n <= 0xD7FF or 0xE000 <= n <= 0xFFFD or 0x10000 <= n <= 0x10FFFF
+
+
+def _sanitize(body):
+    if b"&#" in body:
+        def fix(match):
+            value = match.group(1)
+            number = int(value[1:], 16) if value[:1] in (b"x", b"X") else int(value)
+            if _xml_char_ok(number):
+                return match.group(0)
+            return b"&#%d;" % (0xE000 + (number if number < 32 else 31))
+        body = _CHAR_REF.sub(fix, body)
     try:
-        root = ElementTree.fromstring(body)
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", "surrogateescape")
+        body = "".join(chr(0xE100 + ord(c) - 0xDC00) if 0xDC80 <= ord(c) <= 0xDCFF else c
+                       for c in text).encode("utf-8")
+    return body
+
+
+def unmap(text):
+    """Undo :func:`_sanitize` on a parsed value (a str whose surrogate escapes are raw bytes)."""
+    return text.translate(_UNMAP) if text else text
+
+
+def parse_list_page(body, url_encoded=True, prefixes=None):
+    """Parse a ListObjectsV2 page: (objects, next continuation token or None).
+
+    With a list as ``prefixes``, the page's CommonPrefixes (bytes) are appended to it.
+    """
+    try:
+        root = ElementTree.fromstring(_sanitize(body))
     except ElementTree.ParseError as error:
         raise TransportError("unparsable ListObjectsV2 response: %s" % error, exception=error)
     tag = root.tag
@@ -429,17 +468,19 @@ def parse_list_page(body, url_encoded=True):
     objects = []
     k_key, k_size, k_etag, k_lm = ns + "Key", ns + "Size", ns + "ETag", ns + "LastModified"
     encoded = url_encoded and (root.findtext(ns + "EncodingType") or "").lower() == "url"
+
+    def raw(text):
+        return unquote_to_bytes(text) if encoded else unmap(text).encode("utf-8", "surrogateescape")
+
     for item in root.iter(ns + "Contents"):
-        key = item.findtext(k_key) or ""
-        if encoded:
-            key = unquote_to_bytes(key)
-        else:
-            key = key.encode("utf-8", "surrogateescape")
-        objects.append(ListedObject(key, int(item.findtext(k_size) or 0),
+        objects.append(ListedObject(raw(item.findtext(k_key) or ""), int(item.findtext(k_size) or 0),
                                     (item.findtext(k_etag) or "").strip('"'), item.findtext(k_lm) or ""))
+    if prefixes is not None:
+        for item in root.iter(ns + "CommonPrefixes"):
+            prefixes.append(raw(item.findtext(ns + "Prefix") or ""))
     token = None
     if (root.findtext(ns + "IsTruncated") or "").lower() == "true":
-        token = root.findtext(ns + "NextContinuationToken")
+        token = unmap(root.findtext(ns + "NextContinuationToken"))
         if not token:
             raise TransportError("truncated listing without a continuation token")
     return objects, token
@@ -474,14 +515,21 @@ class FastS3:
         headers = self.signer.sign(method, self.endpoint.host_header, path, query)
         return self._conn().request(method, path + ("?" + query if query else ""), headers, sink)
 
-    def list_page(self, prefix, token=None):
+    supports_delimiter = True
+
+    def list_page(self, prefix, token=None, prefixes=None):
+        """One ListObjectsV2 page below ``prefix`` (str or bytes). With a list as ``prefixes``
+        the listing is delimited by "/" and the common prefixes are appended to it."""
         params = {"list-type": "2", "prefix": prefix, "encoding-type": "url", "max-keys": "1000"}
         if token:
             params["continuation-token"] = token
+        if prefixes is not None:
+            params["delimiter"] = "/"
         response = self._request("GET", self.endpoint.bucket_path(), canonical_query(params))
         if response.status != 200:
-            raise parse_error(response, "listing s3://%s/%s" % (self.bucket, prefix))
-        return parse_list_page(response.body)
+            shown = prefix.decode("utf-8", "backslashreplace") if isinstance(prefix, bytes) else prefix
+            raise parse_error(response, "listing s3://%s/%s" % (self.bucket, shown))
+        return parse_list_page(response.body, prefixes=prefixes)
 
     def head(self, key):
         """Response headers of ``key`` or None when it does not exist."""

@@ -29,7 +29,7 @@ The result is one JSON object on stdout (the module's return values; on failure 
 * 1 — the sync failed (S3 or local error); nothing was half-written
 * 2 — bad usage (unknown option, bad value)
 * 3 — keys were rejected and ``--on-invalid fail`` (the default): nothing was written
-* 4 — another run holds the lock on the state file
+* 4 — another run holds the lock on the state file or on the destination directory
 * 130 / 143 — interrupted (SIGINT / SIGTERM); staged downloads were removed
 """
 
@@ -70,7 +70,7 @@ def _parser():
     p.add_argument("--no-delete", action="store_true", help="keep local paths whose objects disappeared")
     p.add_argument("--include", action="append", default=[])
     p.add_argument("--exclude", action="append", default=[])
-    p.add_argument("--max-workers", type=int, default=16)
+    p.add_argument("--max-workers", type=int, default=32)
     p.add_argument("--state-file")
     p.add_argument("--on-invalid", choices=("fail", "skip"), default="fail")
     p.add_argument("--symlink-root")
@@ -99,7 +99,7 @@ def _credentials(path):
 def main(argv=None):
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="s3_sync: %(message)s")
+                        format="s3_sync: %(relativeCreated)7.0f ms %(message)s")
 
     def terminate(signum, frame):
         raise _Terminated(signum)
@@ -148,4 +148,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -278,6 +278,9 @@ class TransactionModule(CvmfsModule):
         if state["type"] != "stratum0":
             raise CvmfsError("%s is a stratum-1 replica on this host: transactions need a stratum-0 repository "
                              "or a gateway publisher" % self.name)
+        if params["lease_path"] and state["storage"] != "gateway":
+            raise CvmfsError("lease_path is for gateway publishers; %s uses %s storage: drop lease_path"
+                             % (self.name, state["storage"]))
         self.repo = state
         was_open = state["in_transaction"]
         try:

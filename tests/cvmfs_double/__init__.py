@@ -100,5 +100,3 @@ def make_storage(directory, fqrn, revision=5, whitelist_days=30, replicable=True
         with open(os.path.join(directory, ".cvmfs_master_replica"), "w") as handle:
             handle.write("This file marks the repository as replicatable to stratum 1 servers\n")
     return "file://" + directory
-
-

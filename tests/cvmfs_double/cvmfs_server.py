@@ -3,6 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """TEST DOUBLE — mimics documented behaviour from the facts file, not CernVM-FS.
 
+Run through the sh wrapper ``cvmfs_server`` next to this file.
+
 This is NOT cvmfs_server. It reproduces, for tests only, the flags, exit codes, messages and
 state files that the project's reference notes (cvmfs-facts.md, sections 1, 2 and 12) document
 for the sub-commands our modules drive: mkfs, import, rmfs, transaction, abort, publish, ingest,
@@ -278,8 +280,8 @@ def write_whitelist(storage, fqrn, days=30):
     created = now_utc()
     expires = created + datetime.timedelta(days=days)
     fingerprint = ":".join(fake_hash(fqrn, "cert")[i:i + 2].upper() for i in range(0, 40, 2))
-    text = "%s\nE%s\nN%s\n%s\n" % (created.strftime("%Y%m%d%H%M%S"), expires.strftime("%Y%m%d%H%M%S"), fqrn,
-                                    fingerprint)
+    text = "%s\nE%s\nN%s\n%s\n" % (
+        created.strftime("%Y%m%d%H%M%S"), expires.strftime("%Y%m%d%H%M%S"), fqrn, fingerprint)
     data = text.encode() + b"--\n" + hashlib.sha1(text.encode()).hexdigest().encode() + b"\n\x00TEST-DOUBLE-SIG"
     with open(os.path.join(storage, ".cvmfswhitelist"), "wb") as handle:
         handle.write(data)

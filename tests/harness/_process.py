@@ -216,9 +216,9 @@ def http_answers(url, timeout=2):
         return False
 
 
-def http_get(url, timeout=10):
+def http_get(url, timeout=10, headers=None):
     """The body of a direct (never proxied) GET of ``url``."""
-    with _DIRECT.open(url, timeout=timeout) as response:
+    with _DIRECT.open(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as response:
         return response.read()
 
 

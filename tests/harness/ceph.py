@@ -8,7 +8,7 @@ import json
 import os
 import uuid
 
-from ._process import LOOPBACK, find_binary, free_ports, http_answers, run
+from ._process import LOOPBACK, find_binary, free_ports, http_answers, run, tail
 from .s3 import S3Server
 
 OSD_PORT_RANGE = 16  # an OSD binds 8 ports (public, cluster, 2 heartbeats; msgr v1 and v2 each)
@@ -73,6 +73,7 @@ class CephRGW(S3Server):
         self.osd_ports = free_ports(OSD_PORT_RANGE, contiguous=True)
         self.endpoint_url = "http://%s:%d" % (LOOPBACK, self.rgw_port)
         self.conf = self.path("ceph.conf")
+        self.rgw = None
 
     def start(self):
         self.write_config()
@@ -113,9 +114,26 @@ class CephRGW(S3Server):
         self.daemon("ceph-osd", [self.bin["ceph-osd"], "-c", self.conf, "-i", osd_id, "-f"])
 
     def start_rgw(self):
-        rgw = self.daemon("radosgw", [self.bin["radosgw"], "-c", self.conf, "-n", "client.rgw.a", "-f"])
-        rgw.wait_for(lambda: http_answers(self.endpoint_url), timeout=120, what="to answer S3 on " + self.endpoint_url,
-                     logs=[self.path("log", "client.rgw.a.log"), self.path("log", "osd.0.log")])
+        self.rgw = self.daemon("radosgw", [self.bin["radosgw"], "-c", self.conf, "-n", "client.rgw.a", "-f"])
+        self.rgw.wait_for(lambda: http_answers(self.endpoint_url), timeout=120, what="to answer S3 on " + self.endpoint_url,
+                          logs=[self.rgw_log, self.path("log", "osd.0.log")])
+
+    @property
+    def rgw_log(self):
+        return self.path("log", "client.rgw.a.log")
+
+    def revive_rgw(self):
+        """If radosgw has died (Pacific aborts on some requests), start it again on the same port
+        and data, and return the crash report from its log; else return None."""
+        if self.rgw is None or self.rgw.running():
+            return None
+        with open(self.rgw_log, errors="replace") as log:
+            text = log.read()
+        start = text.rfind("*** Caught signal")
+        crash = text[start:text.find("NOTE: a copy", start)] if start >= 0 else tail(self.rgw_log)
+        self.daemons.remove(self.rgw)
+        self.start_rgw()
+        return crash
 
     def warm_up(self):
         """The first bucket and put create RGW's index and data pools (seconds): do it now."""

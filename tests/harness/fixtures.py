@@ -14,6 +14,7 @@ from .seaweedfs import SeaweedFS
 from .squid import Squid
 
 _STARTED = []  # (name, seconds) of every server started in this session, for the summary
+_RUNNING_CEPH = []  # the ceph_rgw of the session once asked for, for the radosgw crash check
 
 
 def _serve(service):
@@ -58,7 +59,23 @@ def seaweedfs():
 @pytest.fixture(scope="session")
 def ceph_rgw():
     """The Ceph RGW S3Server of the session (+ ``.sns_client()``, ``.admin(*args)``)."""
-    yield from _serve(CephRGW())
+    server = CephRGW()
+    _RUNNING_CEPH.append(server)
+    try:
+        yield from _serve(server)
+    finally:
+        _RUNNING_CEPH.remove(server)
+
+
+@pytest.fixture(autouse=True)
+def _ceph_rgw_crash_check():
+    """Blame the test during which radosgw died (RGW 16.2 aborts, e.g. on DeleteObjects in a bucket
+    with a persistent notification), and start radosgw again so later tests still have S3."""
+    yield
+    for server in _RUNNING_CEPH:
+        crash = server.revive_rgw()
+        if crash:
+            pytest.fail("radosgw crashed during this test and was restarted; its log says:\n" + crash, pytrace=False)
 
 
 @pytest.fixture(scope="session", params=["ceph", "seaweedfs"])

@@ -1,10 +1,12 @@
 """RabbitMQ (Debian rabbitmq-server) without systemd, management API on, with its own epmd."""
 
+import base64
+import json
 import os
 
 import pika
 
-from ._process import LOOPBACK, Service, find_binary, free_ports, http_answers, listening
+from ._process import LOOPBACK, Service, find_binary, free_ports, http_answers, http_get, listening
 
 CONFIG = """\
 listeners.tcp.1 = {host}:{amqp_port}
@@ -15,8 +17,8 @@ loopback_users = none
 
 
 class RabbitMQ(Service):
-    """``.host``, ``.port``, ``.amqp_url``, ``.mgmt_url``, ``.connection()``; ``.stop()`` and
-    ``.start()`` keep the ports and the data (durable queues and persistent messages survive)."""
+    """``.host``, ``.port``, ``.amqp_url``, ``.mgmt_url``, ``.connection()``, ``.management(path)``;
+    ``.stop()`` and ``.start()`` keep the ports and the data (durable queues and persistent messages survive)."""
 
     kind = "rabbitmq"
     host = LOOPBACK
@@ -75,3 +77,8 @@ class RabbitMQ(Service):
         params = pika.ConnectionParameters(host=self.host, port=self.port, connection_attempts=1, socket_timeout=5,
                                            credentials=pika.PlainCredentials(self.user, self.password))
         return pika.BlockingConnection(params)
+
+    def management(self, path):
+        """GET ``<mgmt_url>/api/<path>`` as guest; the decoded JSON (e.g. ``management("overview")``)."""
+        credentials = base64.b64encode(("%s:%s" % (self.user, self.password)).encode()).decode()
+        return json.loads(http_get("%s/api/%s" % (self.mgmt_url, path), headers={"Authorization": "Basic " + credentials}))

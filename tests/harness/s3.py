@@ -18,10 +18,10 @@ class S3Server(Service):
     endpoint_url = None
     _s3 = None
 
-    def client(self, service="s3"):
+    def client(self, service="s3", max_attempts=5):
         """A boto3 client (path-style addressing, SigV4, standard retries)."""
         config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                        retries={"mode": "standard", "max_attempts": 5})
+                        retries={"mode": "standard", "max_attempts": max_attempts})
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region,
                             aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key, config=config)
 

@@ -4,7 +4,7 @@ import ipaddress
 import os
 import pwd
 
-from ._process import LOOPBACK, Service, find_binary, free_port, run
+from ._process import LOOPBACK, Service, find_binary, free_port, run, wait_until
 
 CONFIG = """\
 http_port {host}:{port}
@@ -76,7 +76,15 @@ class Squid(Service):
         process.wait_listening(self.port, timeout=30)
         return self
 
-    def access_log(self):
+    def access_log(self, wait_for=None, timeout=10):
+        """The lines of access.log. squid logs a request after answering it: with ``wait_for``
+        (a string), first wait until a line contains it."""
+        if wait_for is not None:
+            wait_until(lambda: any(wait_for in line for line in self._read_log()), timeout,
+                       "for %r in squid's access.log" % wait_for)
+        return self._read_log()
+
+    def _read_log(self):
         try:
             with open(self.path("access.log")) as log:
                 return log.read().splitlines()

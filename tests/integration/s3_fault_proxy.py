@@ -33,7 +33,7 @@ def _read_head(sock, buf):
 
 def _length(head):
     for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
+        name, unused, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             return int(value.strip())
     return 0
@@ -66,7 +66,7 @@ class FaultProxy:
     def _accept(self):
         while not self._closed:
             try:
-                client, _ = self.listener.accept()
+                client = self.listener.accept()[0]
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()

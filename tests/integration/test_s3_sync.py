@@ -245,7 +245,7 @@ def test_hostile_corpus_through_the_server(s3_server, bucket, dirs):
             expected[full] = verdict
     put(s3_server, bucket, "cvmfs/plain.txt", b"plain")
     listed = set()
-    fast, _, _ = engine.connect(conn_options(s3_server), bucket)
+    fast = engine.connect(conn_options(s3_server), bucket)[0]
     token = None
     while True:
         objects, token = fast.list_page("cvmfs/", token)
@@ -254,6 +254,24 @@ def test_hostile_corpus_through_the_server(s3_server, bucket, dirs):
             break
     stored = dict((k, v) for k, v in expected.items() if k in listed)
     assert len(stored) >= 50, "the server stored only %d corpus keys" % len(stored)
+    # the engine's parallel listing (delimited top level + each prefix in full) sees exactly
+    # what a plain listing sees, each key once
+    from queue import SimpleQueue
+    for more in ("cvmfs/nested/a/b/c", "cvmfs/nested/", "cvmfs/x/", "cvmfs/x/y"):
+        put(s3_server, bucket, more, b"n")
+    plain = []
+    while True:
+        objects, token = fast.list_page("cvmfs/", token)
+        plain.extend(o.key for o in objects)
+        if not token:
+            break
+    pages = SimpleQueue()
+    engine.Sync(engine.Options(bucket=bucket, dest=dirs[0], state_file=dirs[1]), fast, "x")._list(pages)
+    seen = []
+    for page in iter(pages.get, None):
+        assert not isinstance(page, BaseException), page
+        seen.extend(o.key for o in page)
+    assert sorted(seen) == sorted(plain) and len(set(seen)) == len(seen)
     with pytest.raises(CvmfsError) as failure:
         sync(s3_server, bucket, dirs, max_reported=1000)
     assert os.listdir(dirs[0]) == []
@@ -271,7 +289,7 @@ def test_hostile_corpus_through_the_server(s3_server, bucket, dirs):
             # key must never be accepted
             raise AssertionError("hostile key %r was accepted" % key)
     assert len(failure.value.extra["rejections"]) == len(rejected)
-    for root, _, files in os.walk(dirs[0]):
+    for root, unused, files in os.walk(dirs[0]):
         for name in files:
             assert os.path.realpath(os.path.join(root, name)).startswith(os.path.realpath(dirs[0]) + "/")
 
@@ -352,7 +370,7 @@ def test_transient_faults_are_retried(s3_server, bucket, dirs):
         proxy.close()
     assert result["added"]["count"] == 35
     assert {p: v[1] for p, v in tree(dirs[0]).items() if v[0] == "f"} == bodies
-    assert {"503", "reset", "cut"} <= set(action for _, _, action in proxy.log)
+    assert {"503", "reset", "cut"} <= set(entry[2] for entry in proxy.log)
 
 
 def test_persistent_fault_fails_cleanly(s3_server, bucket, dirs):
@@ -412,3 +430,73 @@ def test_server_killed_mid_sync(seaweedfs_factory, dirs, run_module):
     done = run_module("s3_sync", args)
     assert not done.failed, done
     assert {p: v[1] for p, v in tree(dest).items() if v[0] == "f"} == new
+
+
+# ------------------------------------------------------------------------------ command line
+
+def _cli(server, bucket, dest, state, *extra):
+    import json
+    import subprocess
+    import sys
+    from tests.conftest import COLLECTIONS_ROOT
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS_ROOT, AWS_ACCESS_KEY_ID=server.access_key,
+               AWS_SECRET_ACCESS_KEY=server.secret_key, AWS_REGION=server.region)
+    proc = subprocess.run([sys.executable, "-m", "ansible_collections.sharedsw.cvmfs.plugins.module_utils._s3_sync_cli",
+                           "--endpoint-url", server.endpoint_url, "--bucket", bucket, "--dest", dest,
+                           "--state-file", state] + list(extra), env=env, capture_output=True, text=True, check=False)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_cli_exit_codes_and_json(s3_server, bucket, dirs):
+    import fcntl
+    dest, state = dirs
+    put(s3_server, bucket, "cvmfs/bin/run", b"#!/bin/sh\n", mode="755")
+    assert _cli(s3_server, bucket, dest, state, "--check")[1]["changed"] is True
+    code, result = _cli(s3_server, bucket, dest, state)
+    assert code == 0 and result["changed"] is True and result["added"]["count"] == 2
+    code, result = _cli(s3_server, bucket, dest, state)
+    assert code == 0 and result["changed"] is False
+    put(s3_server, bucket, "cvmfs/bin/run/x", b"makes bin/run a file and a directory")
+    code, result = _cli(s3_server, bucket, dest, state)
+    assert code == 3 and result["failed"] and result["rejections"][0]["key"] == "cvmfs/bin/run"
+    code, result = _cli(s3_server, bucket, dest, state, "--on-invalid", "skip")
+    assert code == 0 and result["rejected"]["count"] == 1
+    with open(state + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        code, result = _cli(s3_server, bucket, dest, state)
+    assert code == 4 and "another s3_sync run" in result["msg"]
+    code, result = _cli(s3_server, "no-such-bucket-s3sync", dest, state + ".2")
+    assert code == 1 and "NoSuchBucket" in result["msg"]
+
+
+def test_cli_sigterm_mid_sync_removes_staging(s3_server, bucket, dirs):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from tests.conftest import COLLECTIONS_ROOT
+    dest, state = dirs
+    old = _populate(s3_server, bucket, 10, b"v1")
+    sync(s3_server, bucket, dirs)
+    new = _populate(s3_server, bucket, 10, b"v2")
+    proxy = FaultProxy(*_upstream(s3_server), rule=lambda method, path, number: (lambda: time.sleep(0.5)))
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS_ROOT, AWS_ACCESS_KEY_ID=s3_server.access_key,
+               AWS_SECRET_ACCESS_KEY=s3_server.secret_key, AWS_REGION=s3_server.region)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ansible_collections.sharedsw.cvmfs.plugins.module_utils._s3_sync_cli",
+             "--endpoint-url", proxy.url, "--bucket", bucket, "--dest", dest, "--state-file", state,
+             "--max-workers", "2"], env=env, stdout=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while not any("list-type" not in entry[1] and entry[0] == "GET" for entry in list(proxy.log)):
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        proxy.close()
+    assert proc.returncode == 143, out
+    assert json.loads(out)["failed"] is True
+    _assert_old_or_new(dest, old, new)
+    assert {p: v[1] for p, v in tree(dest).items() if v[0] == "f"} == old

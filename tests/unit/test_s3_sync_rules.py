@@ -12,12 +12,12 @@ from .s3_sync_corpus import CORPUS
 
 def test_corpus_is_big_enough_and_has_both_verdicts():
     assert len(CORPUS) >= 200
-    assert len(set(key for key, _ in CORPUS)) == len(CORPUS), "duplicate keys in the corpus"
-    assert sum(1 for _, verdict in CORPUS if verdict is None) >= 40
-    assert sum(1 for _, verdict in CORPUS if verdict is not None) >= 150
+    assert len(set(key for key, unused in CORPUS)) == len(CORPUS), "duplicate keys in the corpus"
+    assert sum(1 for unused, verdict in CORPUS if verdict is None) >= 40
+    assert sum(1 for unused, verdict in CORPUS if verdict is not None) >= 150
 
 
-@pytest.mark.parametrize("key,expected", CORPUS, ids=[repr(k)[:60] for k, _ in CORPUS])
+@pytest.mark.parametrize("key,expected", CORPUS, ids=[repr(k)[:60] for k, unused in CORPUS])
 def test_hostile_key_verdict(key, expected):
     path, is_dir, reason = engine.check_key(key)
     if expected is None:
@@ -78,20 +78,20 @@ def _attrs(meta, is_dir=False):
 
 
 def test_attributes_defaults():
-    attrs, _ = _attrs({})
+    attrs = _attrs({})[0]
     assert (attrs.kind, attrs.mode, attrs.mtime_ns) == ("f", 0o644, 1577934245 * 10 ** 9)
-    attrs, _ = _attrs({}, is_dir=True)
+    attrs = _attrs({}, is_dir=True)[0]
     assert (attrs.kind, attrs.mode) == ("d", 0o755)
 
 
 def test_attributes_s3cmd():
-    attrs, _ = _attrs({"s3cmd-attrs": "atime:1/ctime:2/gid:0/gname:root/md5:x/mode:33261/mtime:1500000000/uid:0/uname:root"})
+    attrs = _attrs({"s3cmd-attrs": "atime:1/ctime:2/gid:0/gname:root/md5:x/mode:33261/mtime:1500000000/uid:0/uname:root"})[0]
     assert (attrs.mode, attrs.mtime_ns) == (0o755, 1500000000 * 10 ** 9)
 
 
 def test_attributes_rclone_and_precedence():
-    attrs, _ = _attrs({"mtime": "1577934245.123456789", "mode": "100750",
-                       "s3cmd-attrs": "mode:33188/mtime:1"})
+    meta = {"mtime": "1577934245.123456789", "mode": "100750", "s3cmd-attrs": "mode:33188/mtime:1"}
+    attrs = _attrs(meta)[0]
     assert (attrs.mode, attrs.mtime_ns) == (0o750, 1577934245123456789)
 
 
@@ -102,12 +102,12 @@ def test_attributes_bad_metadata_warns_and_falls_back():
 
 
 def test_attributes_setuid_dropped():
-    attrs, _ = _attrs({"s3cmd-attrs": "mode:%d" % 0o104755})
+    attrs = _attrs({"s3cmd-attrs": "mode:%d" % 0o104755})[0]
     assert attrs.mode == 0o755
 
 
 def test_attributes_symlink_percent_decoded():
-    attrs, _ = _attrs({"symlink-target": "../lib/libfoo%25.so"})
+    attrs = _attrs({"symlink-target": "../lib/libfoo%25.so"})[0]
     assert (attrs.kind, attrs.target) == ("l", "../lib/libfoo%.so")
 
 
@@ -217,3 +217,19 @@ def test_list_page_parsing_url_encoded_keys():
     assert token == "tok"
     assert [(o.key, o.size, o.etag, o.last_modified) for o in objects] == [
         (b"cvmfs/a\nb\xff", 3, "abc", "2026-11-23T13:04:05.000Z")]
+
+
+def test_list_page_survives_rgw_raw_prefix_echo():
+    """RGW echoes a requested prefix unencoded: control characters as invalid character
+    references, invalid UTF-8 as raw bytes. Keys must still come out byte-exact."""
+    body = (b'<?xml version="1.0"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b'<EncodingType>url</EncodingType><Prefix>cvmfs/a&#1;b\xff/</Prefix><IsTruncated>true</IsTruncated>'
+            b'<NextContinuationToken>cvmfs/a&#1;b\xff/x</NextContinuationToken>'
+            b'<Contents><Key>cvmfs/a%01b%FF/x</Key><ETag>&quot;e&quot;</ETag><Size>0</Size>'
+            b'<LastModified>2026-11-23T13:04:05.000Z</LastModified></Contents></ListBucketResult>')
+    objects, token = http.parse_list_page(body)
+    assert [o.key for o in objects] == [b"cvmfs/a\x01b\xff/x"]
+    assert http.uri_encode(token, safe="-_.~") == "cvmfs%2Fa%01b%FF%2Fx"
+    raw_keys = body.replace(b"<EncodingType>url</EncodingType>", b"").replace(b"cvmfs/a%01b%FF/x", b"k&#27;\xfe")
+    objects, token = http.parse_list_page(raw_keys)
+    assert [o.key for o in objects] == [b"k\x1b\xfe"]

@@ -6,6 +6,7 @@ import time
 import urllib.error
 import urllib.request
 
+import botocore.exceptions
 import hvac
 import pika
 import pytest
@@ -80,6 +81,24 @@ def test_ceph_notification_reaches_rabbitmq(ceph_rgw, rabbitmq):
     assert topic in [t["topic"]["name"] for t in ceph_rgw.admin("topic", "list")["topics"]]
 
 
+def test_ceph_rgw_revived_after_pacific_crash(ceph_rgw):
+    """RGW 16.2.15 aborts on DeleteObjects in a bucket with a persistent notification; the
+    harness starts radosgw again (and fails the test during which it died, unless it revives it)."""
+    s3 = ceph_rgw.client(max_attempts=1)
+    bucket = ceph_rgw.make_bucket()
+    arn = ceph_rgw.sns_client().create_topic(Name="harness-persistent", Attributes={
+        "push-endpoint": "amqp://127.0.0.1:1", "amqp-exchange": "none", "amqp-ack-level": "broker",
+        "persistent": "true"})["TopicArn"]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"TopicConfigurations": [
+        {"Id": "harness", "TopicArn": arn, "Events": ["s3:ObjectRemoved:*"]}]})
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    with pytest.raises(botocore.exceptions.ConnectionError):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "k"}]})
+    assert "RGWDeleteMultiObj" in ceph_rgw.revive_rgw()
+    assert s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    # left in place: deleting a bucket with a persistent notification takes ~28 s on Pacific
+
+
 def test_seaweedfs_factory_survives_kill(seaweedfs_factory):
     server = seaweedfs_factory()
     bucket = server.make_bucket()
@@ -115,6 +134,7 @@ def test_rabbitmq_restart_keeps_durable_message(rabbitmq):
     connection = rabbitmq.connection()
     channel = connection.channel()
     channel.queue_declare("harness-durable", durable=True)
+    channel.confirm_delivery()
     channel.basic_publish("", "harness-durable", b"survives", pika.BasicProperties(delivery_mode=2))
     connection.close()
     rabbitmq.stop()
@@ -123,14 +143,7 @@ def test_rabbitmq_restart_keeps_durable_message(rabbitmq):
     _method, _properties, body = connection.channel().basic_get("harness-durable", auto_ack=True)
     connection.close()
     assert body == b"survives"
-    assert json.loads(urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPBasicAuthHandler(
-        _guest_password_manager(rabbitmq))).open(rabbitmq.mgmt_url + "/api/overview").read())["rabbitmq_version"]
-
-
-def _guest_password_manager(rabbitmq):
-    manager = urllib.request.HTTPPasswordMgrWithDefaultRealm()
-    manager.add_password(None, rabbitmq.mgmt_url, rabbitmq.user, rabbitmq.password)
-    return manager
+    assert rabbitmq.management("overview")["rabbitmq_version"]
 
 
 # --- apache and squid ---------------------------------------------------------------------
@@ -158,5 +171,5 @@ def test_squid_miss_then_hit_and_denied_destination(apache, squid_factory, tmp_p
     assert second[0] == 200 and second[1]["X-Cache"].startswith("HIT") and second[2] == b"cached by squid\n"
     denied = _get_via(squid.url, url.replace("127.0.0.1", "127.0.0.2"))
     assert denied[0] == 403
-    log = "\n".join(squid.access_log())
-    assert "TCP_MISS/200" in log and "TCP_MEM_HIT/200" in log and "TCP_DENIED/403" in log
+    for outcome in ("TCP_MISS/200", "TCP_MEM_HIT/200", "TCP_DENIED/403"):
+        assert any(outcome in line for line in squid.access_log(wait_for=outcome))

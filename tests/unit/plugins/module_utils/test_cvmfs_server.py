@@ -14,7 +14,6 @@ from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import Cvmf
 from tests.cvmfs_double import DOUBLE
 
 
-
 @pytest.fixture
 def double_root(tmp_path, monkeypatch):
     root = tmp_path / "host"
@@ -107,6 +106,14 @@ class TestBinary:
         with pytest.raises(CvmfsError, match="is not an executable file"):
             srv.find_binary(str(plain))
 
+    def test_resolved_lazily(self, monkeypatch):
+        monkeypatch.setenv("PATH", "/nonexistent")
+        monkeypatch.setattr(srv, "SEARCH_PATH", ("/nonexistent2",))
+        runner = srv.CvmfsServer()
+        assert runner.last_mutating is None
+        with pytest.raises(CvmfsError, match="not found"):
+            runner.run("list")
+
     def test_bare_name_found_in_path(self, monkeypatch):
         monkeypatch.setenv("PATH", os.path.dirname(DOUBLE))
         assert srv.find_binary() == DOUBLE
@@ -170,6 +177,43 @@ class TestRun:
         slow.chmod(0o755)
         with pytest.raises(srv.CvmfsServerError, match="did not finish within 0.2 s"):
             srv.CvmfsServer(binary=str(slow), timeout=0.2).run("list")
+
+
+class TestTransactionContext:
+    def test_publishes_on_success(self, double_root):
+        runner = srv.CvmfsServer(binary=DOUBLE)
+        runner.run("mkfs", name="r.org", owner="root")
+        with runner.transaction("r.org", tag="t1") as repo:
+            assert repo == "r.org" and (double_root / "var/spool/cvmfs/r.org/in_transaction.lock").exists()
+        assert [c["argv"][0] for c in calls(double_root)] == ["mkfs", "transaction", "publish"]
+        assert calls(double_root)[-1]["argv"] == ["publish", "-f", "-a", "t1", "r.org"]
+        assert not (double_root / "var/spool/cvmfs/r.org/in_transaction.lock").exists()
+
+    def test_aborts_when_the_body_fails(self, double_root):
+        runner = srv.CvmfsServer(binary=DOUBLE)
+        runner.run("mkfs", name="r.org", owner="root")
+        with pytest.raises(RuntimeError):
+            with runner.transaction("r.org"):
+                raise RuntimeError("copy failed")
+        assert calls(double_root)[-1]["argv"] == ["abort", "-f", "r.org"]
+        assert not (double_root / "var/spool/cvmfs/r.org/in_transaction.lock").exists()
+
+    def test_aborts_when_publish_fails(self, double_root, monkeypatch):
+        runner = srv.CvmfsServer(binary=DOUBLE)
+        runner.run("mkfs", name="r.org", owner="root")
+        monkeypatch.setenv("CVMFS_DOUBLE_FAIL", "publish:sync")
+        with pytest.raises(srv.CvmfsServerError, match="Synchronization failed"):
+            with runner.transaction("r.org"):
+                pass
+        assert [c["argv"][0] for c in calls(double_root)][-2:] == ["publish", "abort"]
+        assert not (double_root / "var/spool/cvmfs/r.org/in_transaction.lock").exists()
+
+    def test_nothing_to_undo_when_open_fails(self, double_root):
+        runner = srv.CvmfsServer(binary=DOUBLE)
+        with pytest.raises(srv.RepositoryMissing):
+            with runner.transaction("none.org"):
+                raise AssertionError("body must not run")
+        assert [c["argv"][0] for c in calls(double_root)] == ["transaction"]
 
 
 def result(rc, stdout="", stderr=""):

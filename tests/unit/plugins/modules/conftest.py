@@ -16,11 +16,6 @@ def host(tmp_path, run_module):
 
 
 @pytest.fixture
-def other_host(tmp_path, run_module):
-    return DoubleHost(tmp_path / "other", run_module)
-
-
-@pytest.fixture
 def storage_factory(tmp_path):
     def _make(fqrn, revision=5, **kwargs):
         return make_storage(str(tmp_path / "remote" / fqrn), fqrn, revision, **kwargs)

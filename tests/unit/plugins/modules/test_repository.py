@@ -418,3 +418,11 @@ def expire_whitelist(storage):
     lines = [b"E20000101000000" if line.startswith(b"E") else line for line in lines]
     with open(path, "wb") as handle:
         handle.write(b"\n".join(lines))
+
+
+def test_without_cvmfs_server_installed(host):
+    missing = {"cvmfs_server_path": "/nonexistent/cvmfs_server"}
+    gone = host.run("repository", dict({"name": NAME, "state": "absent"}, **missing))
+    assert not gone.failed and gone["changed"] is False
+    result = host.run("repository", dict(present(), **missing))
+    assert result.failed and "cvmfs_server_path /nonexistent/cvmfs_server is not an executable file" in result["msg"]

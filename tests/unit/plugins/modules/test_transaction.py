@@ -222,6 +222,11 @@ def test_lease_path_not_a_directory(gateway_repo):
     assert result.failed and "is not a directory" in result["msg"]
 
 
+def test_lease_path_needs_gateway(repo):
+    result = repo.run("transaction", txn("opened", lease_path="/software"))
+    assert result.failed and "lease_path is for gateway publishers" in result["msg"]
+
+
 @pytest.mark.parametrize("lease", ["/", "/a/../b"])
 def test_lease_path_invalid(gateway_repo, lease):
     result = gateway_repo.run("transaction", txn("opened", lease_path=lease))

@@ -1,0 +1,119 @@
+"""sharedsw.cvmfs.repository_info: local mode on a scratch tree laid out like cvmfs_server leaves
+it (cvmfs-facts §2.1, §2.2), and argument errors. Runs the module for real in a child process.
+The remote mode is tested against apache and squid in tests/integration/test_repository_info.py.
+"""
+
+import json
+import os
+
+import pytest
+
+MODULE = "repository_info"
+
+SERVER_CONF_S0 = """\
+CVMFS_CREATOR_VERSION=143
+CVMFS_REPOSITORY_NAME=sw.example.org
+CVMFS_REPOSITORY_TYPE=stratum0
+CVMFS_USER=cvmfs
+CVMFS_UNION_DIR=/cvmfs/sw.example.org
+CVMFS_SPOOL_DIR=/var/spool/cvmfs/sw.example.org
+CVMFS_STRATUM0=http://localhost/cvmfs/sw.example.org
+CVMFS_UPSTREAM_STORAGE=S3,/var/spool/cvmfs/sw.example.org/tmp,sw.example.org@/etc/cvmfs/s3.conf
+CVMFS_HASH_ALGORITHM=shake128
+"""
+
+SERVER_CONF_S1 = """\
+CVMFS_CREATOR_VERSION=143
+CVMFS_REPOSITORY_NAME=sw.example.org
+CVMFS_REPOSITORY_TYPE=stratum1
+CVMFS_USER=root
+CVMFS_SPOOL_DIR=/var/spool/cvmfs/sw-s1.example.org
+CVMFS_STRATUM0=http://s0.example.org/cvmfs/sw.example.org
+CVMFS_STRATUM1=http://localhost/cvmfs/sw-s1.example.org
+CVMFS_UPSTREAM_STORAGE=local,/srv/cvmfs/sw-s1.example.org/data/txn,/srv/cvmfs/sw-s1.example.org
+"""
+
+REPLICA_CONF = """\
+CVMFS_NUM_WORKERS=16
+CVMFS_PUBLIC_KEY=/etc/cvmfs/keys/example.org
+CVMFS_HTTP_TIMEOUT=10
+CVMFS_HTTP_RETRIES=3
+"""
+
+
+def _write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+@pytest.fixture
+def server_tree(tmp_path):
+    """A stratum-0 in a transaction and an aliased stratum-1 of it, as cvmfs_server writes them."""
+    etc = tmp_path / "etc"
+    spool = tmp_path / "spool"
+    _write(str(etc / "repositories.d/sw.example.org/server.conf"), SERVER_CONF_S0)
+    _write(str(etc / "repositories.d/sw.example.org/client.conf"), "CVMFS_SERVER_URL=http://localhost\n")
+    _write(str(spool / "sw.example.org/in_transaction.lock"), "")
+    _write(str(etc / "repositories.d/sw-s1.example.org/server.conf"), SERVER_CONF_S1)
+    _write(str(etc / "repositories.d/sw-s1.example.org/replica.conf"), REPLICA_CONF)
+    os.makedirs(str(spool / "sw-s1.example.org"))
+    return {"etc_dir": str(etc), "spool_dir": str(spool)}
+
+
+def test_local_lists_repositories(run_module, server_tree):
+    result = run_module(MODULE, server_tree, check=True)
+    assert not result.failed, result.get("msg")
+    assert result["changed"] is False
+    found = dict((r["name"], r) for r in result["repositories"])
+    assert sorted(found) == ["sw-s1.example.org", "sw.example.org"]
+    s0, s1 = found["sw.example.org"], found["sw-s1.example.org"]
+    assert (s0["type"], s0["storage"], s0["in_transaction"], s0["owner"]) == ("stratum0", "s3", True, "cvmfs")
+    assert (s1["type"], s1["storage"], s1["in_transaction"], s1["fqrn"]) == ("stratum1", "local", False,
+                                                                             "sw.example.org")
+    assert s1["replica_config"]["CVMFS_PUBLIC_KEY"] == "/etc/cvmfs/keys/example.org"
+    assert s0["config"]["CVMFS_HASH_ALGORITHM"] == "shake128"
+
+
+def test_local_filter_by_alias_or_name(run_module, server_tree):
+    alias = run_module(MODULE, dict(server_tree, name="sw-s1.example.org"))
+    assert [r["name"] for r in alias["repositories"]] == ["sw-s1.example.org"]
+    fqrn = run_module(MODULE, dict(server_tree, repository="sw.example.org"))
+    assert sorted(r["name"] for r in fqrn["repositories"]) == ["sw-s1.example.org", "sw.example.org"]
+    absent = run_module(MODULE, dict(server_tree, name="absent.example.org"))
+    assert not absent.failed and absent["repositories"] == []
+
+
+def test_local_without_any_repository(run_module, tmp_path):
+    result = run_module(MODULE, {"etc_dir": str(tmp_path), "spool_dir": str(tmp_path)})
+    assert not result.failed and result["repositories"] == []
+
+
+@pytest.mark.parametrize("args,message", [
+    ({"url": "http://127.0.0.1:9/cvmfs/x"}, "missing parameter(s) required by 'url': public_keys"),
+    ({"public_keys": ["/k.pub"], "stratum0_url": "http://h/cvmfs/x"},
+     "public_keys, stratum0_url only apply with url"),
+    ({"url": "ftp://h/cvmfs/x", "public_keys": ["/k.pub"]}, "url must be an http:// or https:// URL"),
+    ({"url": "http://h/cvmfs/x", "public_keys": ["/k.pub"], "reference_time": "soon"},
+     "reference_time: 'soon' is neither seconds since the epoch nor an ISO 8601 time"),
+    ({"url": "http://h/cvmfs/x", "public_keys": ["/nonexistent/k.pub"]}, "cannot read public key file /nonexistent/k.pub"),
+])
+def test_argument_errors(run_module, tmp_path, args, message):
+    result = run_module(MODULE, args)
+    assert result.failed
+    assert message in result["msg"]
+
+
+def test_private_key_given_by_mistake_is_not_echoed(run_module):
+    """The key is generated here, for this test only; the result must not carry it anywhere."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    result = run_module(MODULE, {"url": "http://127.0.0.1:9/cvmfs/x", "public_keys": [pem]})
+    assert result.failed and result["reason"] == "bad_key"
+    assert "is a private key" in result["msg"]
+    secret_line = pem.splitlines()[1]
+    leaked = secret_line in json.dumps(result)
+    assert not leaked, "the private key came back in the module result"
