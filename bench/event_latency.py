@@ -138,7 +138,7 @@ def report(name, values):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--samples", type=int, default=30, help="single uploads per debounce setting")
     parser.add_argument("--burst", type=int, default=300, help="uploads in the burst scenario (0: skip)")
     parser.add_argument("--debounce", type=float, nargs="+", default=[0.2, 2.0],

@@ -47,7 +47,6 @@ import os
 import random
 import re
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -212,9 +211,8 @@ def parse_message(body, scope):
         spellings = [unquote_plus(key)] if source == "aws:s3" else [key, unquote_plus(key)]
         mine = [k for k in spellings if scope.covers(k)]
         if not mine:
-            raise Rejected("%s is about s3://%s/%s, outside %s" % (where, bucket, key,
-                                                                  " and ".join(scope.prefixes) or "any prefix"),
-                           "foreign")
+            outside = " and ".join(scope.prefixes) or "any prefix"
+            raise Rejected("%s is about s3://%s/%s, outside %s" % (where, bucket, key, outside), "foreign")
         keys.update(mine)
         when = parse_time(record.get("eventTime"))
         if when is not None:
@@ -330,9 +328,9 @@ class EventJob(PublishJob):
             bucket=source["bucket"], dest=self.dest, prefix=source["prefix"] or "", delete=source["delete"],
             exclude=source["exclude"], max_workers=source["max_workers"], state_file=self.sync_state,
             on_invalid=source["on_invalid"], check_mode=check)
-        self.log.info("%s %d key(s) of %s from s3://%s/%s to %s" % ("planning" if check else "applying", len(self.keys),
-                                                                  self.repository, source["bucket"],
-                                                                  source["prefix"], self.dest))
+        what = "planning" if check else "applying"
+        self.log.info("%s %d key(s) of %s from s3://%s/%s to %s"
+                      % (what, len(self.keys), self.repository, source["bucket"], source["prefix"], self.dest))
         result = sync_keys(conn, options, self.keys)
         for rejection in result.get("rejections") or []:
             self.log.warning("skipped %s: %s" % (rejection["key"], rejection["reason"]))
@@ -865,4 +863,4 @@ def main(argv=None, log=None, env=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -322,8 +322,8 @@ def delete_notification(s3, bucket, notification_id, signed_delete, check_mode=F
                              exception=error)
         if find_notification(s3, bucket, notification_id) is not None:
             raise CvmfsError("notification %s of bucket %s is still there after DELETE ?notification=%s; this S3 "
-                             "server may not implement RGW's notification deletion" % (notification_id, bucket,
-                                                                                      notification_id))
+                             "server may not implement RGW's notification deletion"
+                             % (notification_id, bucket, notification_id))
     return True, before
 
 
