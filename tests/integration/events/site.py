@@ -116,8 +116,15 @@ class Site:
         self.log_handle = open(str(self.log_path), "a")
         self.process = subprocess.Popen([host_python(), "-m", "sharedsw_cvmfs._events", "--config",
                                          str(self.tmp / "events.json")], env=env, cwd="/", stdin=subprocess.DEVNULL,
-                                        stdout=self.log_handle, stderr=subprocess.STDOUT)
+                                        stdout=self.log_handle, stderr=subprocess.STDOUT, start_new_session=True)
         return self
+
+    def kill(self):
+        """SIGKILL the consumer and everything it started (a crash, an OOM kill, a power cut)."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.log_handle.close()
+        self.process = None
 
     def stop(self):
         if self.process is None:
@@ -199,6 +206,13 @@ class Site:
             return []
         calls = [json.loads(line)["argv"] for line in path.read_text().splitlines()]
         return [c for c in calls if command is None or c[0] == command]
+
+    def hang_publish(self, on=True):
+        flag = self.root / "hang-publish"
+        if on:
+            flag.write_text("TEST DOUBLE: publish hangs while this file exists\n")
+        elif flag.exists():
+            flag.unlink()
 
     def fail_publish(self, on=True):
         flag = self.root / "fail-publish"

@@ -204,3 +204,39 @@ def test_the_bucket_decides_not_the_order_of_events(site):
     assert site.published_tree().get("pkg/lib.so") == b"v2"
     assert site.revision() == revision  # nothing changed, nothing published
     assert site.stop() == 0
+
+
+def test_the_publish_lock_is_shared_with_the_timer_job(site):
+    """While the publish job (the timer's full sync) holds the lock, the consumer waits."""
+    import fcntl
+    site.start().wait_connected()
+    lock = open(site.job["lock_file"], "a+")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        site.put("cvmfs/waits.txt", b"w")
+        site.wait(lambda: "waiting for %s" % site.job["lock_file"] in site.log(), "the consumer to wait for the lock")
+        assert "waits.txt" not in site.published_tree() and not site.in_transaction()
+        assert site.status()["state"] == "publishing"
+    finally:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        lock.close()
+    site.wait(lambda: "waits.txt" in site.published_tree(), "the upload to be published once the lock is free")
+    assert site.stop() == 0
+
+
+def test_a_consumer_killed_mid_publish_loses_nothing(site):
+    """SIGKILL while the publish is running: the message was never acked, the transaction stays
+    open with the job's marker; the next start aborts it (the job's recovery) and publishes."""
+    site.start().wait_connected()
+    site.hang_publish(True)
+    site.put("cvmfs/survivor.txt", b"s")
+    site.wait(lambda: site.in_transaction() and "publishing %s" % REPO in site.log(), "the publish to be under way")
+    site.kill()
+    site.hang_publish(False)
+    assert site.in_transaction() and "survivor.txt" not in site.published_tree()
+    site.start()
+    site.wait(lambda: site.published_tree().get("survivor.txt") == b"s" and not site.in_transaction(),
+              "the restarted consumer to recover and publish")
+    assert "left its transaction on %s open" % REPO in site.log()
+    assert site.stop() == 0
+    assert queue_depth(site.mq, site.queue) == 0
