@@ -556,8 +556,9 @@ class Sync:
     """One run over ``fast`` (a :class:`~._s3_http.FastS3`, or anything with ``list_page``,
     ``head`` and ``get``); ``client_factory`` returns a boto3 S3 client for big objects."""
 
-    def __init__(self, options, fast, source, client_factory=None, log=None):
+    def __init__(self, options, fast, source, client_factory=None, log=None, keys=None):
         self.o = options
+        self.keys = _KeysMode(options, keys) if keys is not None else None
         self.fast = fast
         self.source = source
         self.client_factory = client_factory
@@ -599,7 +600,7 @@ class Sync:
 
     # ---------------------------------------------------------------- survey
 
-    def _list(self, pages):
+    def _list(self, pages, _list_page=None):
         """Feed listing pages to ``pages``, then None (or the exception that stopped it).
 
         A plain listing is sequential (each page needs the previous page's token) and for a
@@ -945,11 +946,14 @@ class Sync:
     def _run(self, state):
         o = self.o
         pages = SimpleQueue()
-        lister = threading.Thread(target=self._list, args=(pages,), name="s3sync-list")
+        lister = threading.Thread(target=self._list if self.keys is None else self.keys.list_keys,
+                                  args=(pages, self._list_page), name="s3sync-list")
         lister.daemon = True
         lister.start()
 
-        if os.path.isdir(o.dest):
+        if self.keys is not None:
+            tree, pinned, stale = self.keys.walk()
+        elif os.path.isdir(o.dest):
             tree, pinned, stale = walk(o.dest, o.filter)
         else:
             tree, pinned, stale = {}, set(), []
@@ -983,6 +987,8 @@ class Sync:
                 raise CvmfsError("syncing s3://%s/%s failed (after %d retries where retrying made sense): %s"
                                  % (o.bucket, display(entry.key), o.retries, message),
                                  exception=getattr(error, "exception", None) or error, **extra)
+            if self.keys is not None:
+                self.keys.check_conflicts()
             # with on_invalid=fail, rejections found in the listing end the run before any
             # symlink target is judged (whether a download finished first would be luck)
             if not (self.rejections and o.on_invalid == "fail"):
@@ -990,6 +996,8 @@ class Sync:
             if self.rejections and o.on_invalid == "fail":
                 raise self._rejection_error()
             plan = self._plan(tree, pinned)
+            if self.keys is not None:
+                self.keys.adjust_plan(plan, self.entries, self._list_page)
             self.log("plan: %d to add, %d to update, %d to delete" % (
                 len(plan["added"]), len(plan["updated"]), len(plan["deleted"])))
             if not o.check_mode:
@@ -1288,7 +1296,7 @@ class Sync:
             raise failures[0]
 
     def _save_state(self, state):
-        objects = {}
+        objects = {} if self.keys is None else self.keys.untouched_state(state.objects)
         dest = self.o.dest
         for name, entry in self.entries.items():
             if entry.reason is not None or entry.action == "vanished":
@@ -1677,6 +1685,159 @@ class BotoS3:
 
     def close(self):
         pass
+
+
+# --------------------------------------------------------------------------------------------
+# Keys mode: apply only some keys (what bucket notifications said changed)
+
+
+class NeedsFullSync(CvmfsError):
+    """Keys mode met something only a full mirror may decide (dest missing, a path that changes
+    between file and directory, a file key that is also a directory prefix): run :func:`sync`."""
+
+
+class _KeysMode:
+    """What :func:`sync_keys` changes in a :class:`Sync` run.
+
+    Each touched key is looked up in a listing of its own name (so ETag, size and LastModified
+    have exactly the form a full listing gives), whatever the events said: the bucket's current
+    state decides, never the order of events. Only the touched paths and their parent
+    directories are examined locally; parents are never removed by the plan, only pruned
+    afterwards when they end up empty and no key remains below them. State entries of
+    untouched keys are kept as they are. Rules that need the whole listing run only over the
+    touched keys; the full sync still applies them to the whole prefix.
+    """
+
+    def __init__(self, options, keys):
+        self.o = options
+        self.keys = []      # full keys (bytes) below the prefix
+        self.names = set()  # their state-file names ("path" or "dir/")
+        self.conflicts = []
+        prefix = options.prefix.encode("utf-8")
+        for key in sorted(set(keys)):
+            raw = key.encode("utf-8", "surrogateescape") if not isinstance(key, bytes) else key
+            if not raw.startswith(prefix) or raw == prefix:
+                continue
+            self.keys.append(raw)
+            path, is_dir, reason = check_key(raw[len(prefix):])
+            if reason is None and path:
+                self.names.add(path + "/" if is_dir else path)
+
+    def list_keys(self, pages, list_page):
+        """The lister thread: one listing per touched key (in parallel) instead of the whole prefix."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def lookup(raw):
+            key = raw.decode("utf-8", "surrogateescape")
+            objects, token = list_page(key, None)
+            exact = [o for o in objects if o.key == raw]
+            if exact and not raw.endswith(b"/"):
+                below = raw + b"/"
+                if any(o.key.startswith(below) for o in objects) or (token and list_page(key + "/", None)[0]):
+                    self.conflicts.append(key)
+            return exact
+
+        try:
+            if self.keys:
+                with ThreadPoolExecutor(max(1, min(self.o.max_workers, 16, len(self.keys)))) as pool:
+                    for exact in pool.map(lookup, self.keys):
+                        if exact:
+                            pages.put(exact)
+            pages.put(None)
+        except BaseException as error:  # pylint: disable=broad-except
+            pages.put(error)
+
+    def walk(self):
+        """``(tree, pinned, stale)`` like :func:`walk`, for the touched paths and their parents."""
+        dest = self.o.dest
+        if not os.path.isdir(dest):
+            raise NeedsFullSync("dest %s does not exist yet" % dest)
+        tree = {}
+        pinned = set()
+        selected = self.o.filter.selected
+        for name in self.names:
+            path = name.rstrip("/")
+            if not selected(path):
+                continue
+            parts = path.split("/")
+            for depth in range(1, len(parts) + 1):
+                rel = "/".join(parts[:depth])
+                if depth < len(parts):
+                    pinned.add(rel)
+                if rel not in tree:
+                    try:
+                        st = os.lstat(os.path.join(dest, rel))
+                    except OSError as error:
+                        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+                            break
+                        raise CvmfsError("cannot stat %s: %s" % (os.path.join(dest, rel), error), exception=error)
+                    tree[rel] = (_kind(st.st_mode), st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+                if depth < len(parts) and tree[rel][0] != KIND_DIR:
+                    break  # nothing below a file or a symlink (the plan replaces it, or it stays)
+            if tree.get(path, (None,))[0] == KIND_DIR:
+                pinned.add(path)  # a directory is removed only by the pruning below
+        return tree, pinned, []
+
+    def check_conflicts(self):
+        if self.conflicts:
+            raise NeedsFullSync("%d touched key(s) are also directory prefixes in S3 (%s); only a full sync "
+                                "decides which one wins" % (len(self.conflicts), ", ".join(map(display, self.conflicts[:5]))))
+
+    def adjust_plan(self, plan, entries, list_page):
+        """Keep the plan to the touched paths and add the pruning of emptied directories."""
+        if plan["remove_in_way"]:
+            raise NeedsFullSync("%s changes between file and directory" % display(plan["remove_in_way"][0][0]))
+        touched = set(name.rstrip("/") for name in self.names)
+        # an implied parent's mode belongs to its own directory marker, which was not touched
+        plan["dir_modes"] = [item for item in plan["dir_modes"] if item[0] in touched]
+        keep = set(p for p, _m in plan["dir_modes"]) | set(p for p, _m in plan["mkdir"])
+        plan["updated"] = [item for item in plan["updated"] if item[0] in keep or item[0] in touched]
+        if not self.o.delete:
+            return
+        dest = self.o.dest
+        in_s3 = set()  # paths that exist in S3 (rejected keys included) and their parents
+        for entry in entries.values():
+            if entry.action != "vanished":
+                in_s3.add(entry.path)
+                in_s3.update(_parents(entry.path))
+        deleting = set(p for p, _local in plan["delete"])
+        candidates = set()
+        for path in deleting | (touched - in_s3):
+            candidates.add(path)
+            candidates.update(_parents(path))
+        for path in sorted(candidates - deleting - in_s3, key=lambda p: (-p.count("/"), p)):
+            full = os.path.join(dest, path)
+            try:
+                st = os.lstat(full)
+                if not stat.S_ISDIR(st.st_mode):
+                    continue
+                children = os.listdir(full)
+            except OSError:
+                continue
+            if any(path + "/" + child not in deleting for child in children):
+                continue
+            if list_page(self.o.prefix + path + "/", None)[0]:
+                continue
+            deleting.add(path)
+            plan["delete"].append((path, (KIND_DIR, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))))
+            plan["deleted"].append((path, 0))
+
+    def untouched_state(self, objects):
+        """The state entries of the keys this run does not look at."""
+        return dict((name, value) for name, value in objects.items() if name not in self.names)
+
+
+def sync_keys(conn, options, keys, log=None):
+    """Apply only ``keys`` (full keys; those outside ``options.prefix`` are ignored) into
+    ``options.dest``, deciding each from the bucket's current state: an object that exists is
+    fetched (when changed), one that does not is removed locally with the directories it leaves
+    empty. Same options, state file, staging and result as :func:`sync`. Raises
+    :class:`NeedsFullSync` (before anything is written) when only a full run may decide."""
+    fast, client_factory, source = connect(conn, options.bucket, options.max_workers)
+    try:
+        return Sync(options, fast, source + options.prefix, client_factory, log, keys=keys).run()
+    finally:
+        fast.close()
 
 
 def sync(conn, options, log=None):

@@ -1,0 +1,434 @@
+# -*- coding: utf-8 -*-
+# Copyright: sharedsw.cvmfs contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""RabbitMQ (AMQP 0-9-1, pika) client of the collection: options, auth methods, retry,
+connection and the declarations of the event path.
+
+Internal to sharedsw.cvmfs; may change in any release. No Ansible import: the module
+``bucket_notification`` and the notification consumer that runs on publishers (``_events``)
+both use it, the latter with the distribution's Python and pika (Debian 12 ships pika 1.2).
+
+Public surface:
+
+* :data:`ARGSPEC` -- the connection and auth options of modules (``amqp_*``);
+  :func:`options_from_params` turns them into the plain option dict everything else takes
+  (``host``, ``port``, ``vhost``, ``auth_method``, ``username``, ``password``, ``tls``, ...).
+* :class:`AmqpRetry` -- which pika errors a retry can fix.
+* :class:`Broker` -- ``Broker(options).connect()``; idempotent declarations that report whether
+  they changed anything (:meth:`Broker.ensure_exchange`, :meth:`Broker.ensure_queue`, ...).
+
+Environment policy: nothing is read from the environment. Every failure is a
+:class:`CvmfsError` that names the broker, the object and what would fix it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import socket
+import ssl
+import traceback
+
+try:
+    import pika
+    import pika.exceptions
+except ImportError:
+    HAS_PIKA = False
+    PIKA_IMP_ERR = traceback.format_exc()
+else:
+    HAS_PIKA = True
+    PIKA_IMP_ERR = None
+
+from ._common import CvmfsError, Retry
+
+#: connection and auth options of modules; the doc fragment sharedsw.cvmfs._amqp documents them
+ARGSPEC = dict(
+    amqp_auth_method=dict(type="str", default="plain", choices=["external", "plain"]),
+    amqp_ca_cert=dict(type="path"),
+    amqp_client_cert=dict(type="path"),
+    amqp_client_key=dict(type="path", no_log=False),
+    amqp_host=dict(type="str", default="localhost"),
+    amqp_password=dict(type="str", no_log=True),
+    amqp_port=dict(type="int"),
+    amqp_retries=dict(type="int", default=3),
+    amqp_timeout=dict(type="int", default=30),
+    amqp_tls=dict(type="bool", default=False),
+    amqp_username=dict(type="str"),
+    amqp_validate_certs=dict(type="bool", default=True),
+    amqp_vhost=dict(type="str", default="/"),
+)
+
+DEFAULTS = dict((name[len("amqp_"):], spec.get("default")) for name, spec in ARGSPEC.items())
+DEFAULTS["heartbeat"] = 60
+
+# reply codes (AMQP 0-9-1)
+NOT_FOUND = 404
+PRECONDITION_FAILED = 406
+ACCESS_REFUSED = 403
+CONNECTION_FORCED = 320
+
+
+def options_from_params(params):
+    """The plain option dict from a module's ``amqp_*`` parameters."""
+    return dict((name[len("amqp_"):], params.get(name)) for name in ARGSPEC)
+
+
+def resolve_options(options):
+    """A copy of ``options`` with defaults filled in (unknown keys are kept)."""
+    resolved = dict(DEFAULTS)
+    resolved.update((k, v) for k, v in (options or {}).items() if v is not None)
+    if not resolved.get("port"):
+        resolved["port"] = 5671 if resolved["tls"] else 5672
+    return resolved
+
+
+class AmqpRetry(Retry):
+    """Retry what a second attempt can fix: refused or lost connections, a broker shutting down.
+    Not: wrong credentials, a missing vhost, TLS verification failures."""
+
+    @staticmethod
+    def is_transient(error):
+        if isinstance(error, ssl.SSLError):
+            return False
+        if HAS_PIKA:
+            permanent = (pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError,
+                         pika.exceptions.AuthenticationError, pika.exceptions.IncompatibleProtocolError)
+            if isinstance(error, permanent):
+                return False
+            if isinstance(error, pika.exceptions.ConnectionClosedByBroker):
+                return error.reply_code == CONNECTION_FORCED
+            if isinstance(error, pika.exceptions.AMQPConnectionError):
+                cause = error.args[0] if error.args else None
+                if isinstance(cause, BaseException) and not AmqpRetry.is_transient(cause):
+                    return False
+                return True
+        return isinstance(error, (socket.error, OSError, EOFError))
+
+
+# --------------------------------------------------------------------------------------------
+# Auth methods: one small class each, selected by ``auth_method``.
+
+
+class AuthMethod:
+    """``NAME`` is the ``auth_method`` value, ``OPTIONS`` the options only it consumes,
+    ``REQUIRED`` those it cannot do without. ``validate()`` is offline; ``credentials()``
+    returns the pika credentials object."""
+
+    NAME = None
+    OPTIONS = ()
+    REQUIRED = ()
+
+    def __init__(self, options):
+        self.options = options
+
+    def validate(self):
+        for option in self.REQUIRED:
+            if not self.options.get(option):
+                raise CvmfsError("AMQP auth_method=%s needs %s" % (self.NAME, option))
+
+    def credentials(self):
+        raise NotImplementedError
+
+    def describe(self):
+        return self.NAME
+
+
+class PlainAuth(AuthMethod):
+    """User name and password (SASL PLAIN); use TLS unless the broker is on loopback."""
+
+    NAME = "plain"
+    OPTIONS = ("username", "password")
+    REQUIRED = ("username", "password")
+
+    def credentials(self):
+        return pika.PlainCredentials(self.options["username"], self.options["password"], erase_on_connect=False)
+
+    def describe(self):
+        return "user %s" % self.options["username"]
+
+
+class ExternalAuth(AuthMethod):
+    """The TLS client certificate is the identity (SASL EXTERNAL, rabbitmq_auth_mechanism_ssl)."""
+
+    NAME = "external"
+    OPTIONS = ()
+    REQUIRED = ("client_cert",)
+
+    def validate(self):
+        super(ExternalAuth, self).validate()
+        if not self.options.get("tls"):
+            raise CvmfsError("AMQP auth_method=external authenticates with the TLS client certificate; set tls: true")
+        for option in ("username", "password"):
+            if self.options.get(option):
+                raise CvmfsError("AMQP %s belongs to auth_method=plain; remove it or set auth_method: plain" % option)
+
+    def credentials(self):
+        return pika.credentials.ExternalCredentials()
+
+    def describe(self):
+        return "the client certificate %s" % self.options["client_cert"]
+
+
+# keep alphabetical
+AUTH_METHODS = dict((cls.NAME, cls) for cls in (ExternalAuth, PlainAuth))
+
+
+def validate(options):
+    """Offline checks of resolved options; returns the auth method object."""
+    if options["auth_method"] not in AUTH_METHODS:
+        raise CvmfsError("AMQP auth_method must be one of %s, not %r" % (", ".join(sorted(AUTH_METHODS)),
+                                                                         options["auth_method"]))
+    if not options.get("host"):
+        raise CvmfsError("AMQP host is empty; give the broker's host name")
+    for option in ("ca_cert", "client_cert", "client_key"):
+        path = options.get(option)
+        if path and not os.path.isfile(path):
+            raise CvmfsError("AMQP %s %s is not a readable file" % (option, path))
+        if path and not options.get("tls"):
+            raise CvmfsError("AMQP %s is set but tls is false; set tls: true or remove %s" % (option, option))
+    if options.get("client_key") and not options.get("client_cert"):
+        raise CvmfsError("AMQP client_key needs client_cert")
+    if options.get("ca_cert") and not options.get("validate_certs", True):
+        raise CvmfsError("AMQP ca_cert is set but validate_certs is false; keep validate_certs true to verify against that CA")
+    if options.get("retries") is None or int(options["retries"]) < 0:
+        raise CvmfsError("AMQP retries must be 0 or more, not %r" % options.get("retries"))
+    if not options.get("timeout") or int(options["timeout"]) <= 0:
+        raise CvmfsError("AMQP timeout must be a positive number of seconds, not %r" % options.get("timeout"))
+    auth = AUTH_METHODS[options["auth_method"]](options)
+    auth.validate()
+    return auth
+
+
+def describe(options):
+    """``amqp[s]://host:port/vhost`` (never credentials)."""
+    return "%s://%s:%s/%s" % ("amqps" if options.get("tls") else "amqp", options.get("host"), options.get("port"),
+                              (options.get("vhost") or "/").replace("/", "%2F"))
+
+
+def connection_parameters(options, auth=None):
+    """pika ``ConnectionParameters`` for resolved ``options``."""
+    if not HAS_PIKA:
+        raise CvmfsError("the Python library pika is needed to talk to RabbitMQ (Debian/Ubuntu: python3-pika, "
+                         "EL: python3-pika from EPEL)", pika_import_error=PIKA_IMP_ERR)
+    auth = auth or validate(options)
+    ssl_options = None
+    if options.get("tls"):
+        if options.get("validate_certs", True):
+            context = ssl.create_default_context(cafile=options.get("ca_cert") or None)
+        else:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if options.get("client_cert"):
+            context.load_cert_chain(options["client_cert"], options.get("client_key") or None)
+        ssl_options = pika.SSLOptions(context, options["host"])
+    timeout = float(options["timeout"])
+    return pika.ConnectionParameters(
+        host=options["host"], port=int(options["port"]), virtual_host=options.get("vhost") or "/",
+        credentials=auth.credentials(), ssl_options=ssl_options, heartbeat=int(options.get("heartbeat") or 60),
+        blocked_connection_timeout=max(timeout, 60.0), connection_attempts=1, socket_timeout=timeout,
+        stack_timeout=timeout + 5, client_properties={"connection_name": options.get("connection_name")
+                                                      or "sharedsw.cvmfs"})
+
+
+def translate(error, options, action):
+    """A :class:`CvmfsError` that says what failed and what would fix it."""
+    where = describe(options)
+    if isinstance(error, CvmfsError):
+        return error
+    if HAS_PIKA:
+        if isinstance(error, (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError)):
+            return CvmfsError("%s refused the login (%s) while trying to %s; check the AMQP user name and password "
+                              "(or the client certificate for auth_method=external)"
+                              % (where, AUTH_METHODS[options["auth_method"]](options).describe(), action), exception=error)
+        if isinstance(error, pika.exceptions.ProbableAccessDeniedError):
+            return CvmfsError("%s denied access to vhost %r while trying to %s; grant the user permissions on it "
+                              "(rabbitmqctl set_permissions -p VHOST USER ...)" % (where, options.get("vhost"), action),
+                              exception=error)
+        if isinstance(error, pika.exceptions.ChannelClosedByBroker):
+            return CvmfsError("%s refused to %s: %s %s" % (where, action, error.reply_code, error.reply_text),
+                              exception=error, reply_code=error.reply_code)
+        if isinstance(error, pika.exceptions.AMQPConnectionError):
+            cause = error.args[0] if error.args else error
+            return CvmfsError("cannot reach the AMQP broker at %s to %s: %s; check amqp host, port and tls"
+                              % (where, action, _short(cause)), exception=error)
+    if isinstance(error, ssl.SSLError):
+        return CvmfsError("TLS with %s failed while trying to %s: %s; check ca_cert / validate_certs"
+                          % (where, action, error), exception=error)
+    return CvmfsError("%s: cannot %s: %s" % (where, action, _short(error)), exception=error)
+
+
+def _short(error):
+    text = str(error) or type(error).__name__
+    if text.startswith("(") and ")" in text:
+        return text
+    return text
+
+
+class Broker:
+    """One connection to RabbitMQ and the idempotent declarations of the event path.
+
+    Every ``ensure_*`` returns True when it changed something; with ``check_mode`` nothing is
+    created or deleted, the answer is what would have happened. A probe that fails closes the
+    channel (AMQP says so), so each probe uses a channel of its own.
+    """
+
+    def __init__(self, options, check_mode=False, sleep=None):
+        self.options = resolve_options(options)
+        self.auth = validate(self.options)
+        self.check_mode = check_mode
+        self.connection = None
+        self.sleep = sleep
+
+    def connect(self):
+        params = connection_parameters(self.options, self.auth)
+        kwargs = {"retries": int(self.options["retries"])}
+        if self.sleep is not None:
+            kwargs["sleep"] = self.sleep
+        try:
+            self.connection = AmqpRetry.backoff(**kwargs)(pika.BlockingConnection)(params)
+        except Exception as error:  # pylint: disable=broad-except
+            raise translate(error, self.options, "connect")
+        return self
+
+    def close(self):
+        if self.connection is not None:
+            try:
+                if self.connection.is_open:
+                    self.connection.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+            self.connection = None
+
+    def __enter__(self):
+        return self.connect()
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    # ---- facts ------------------------------------------------------------------------
+
+    def server_version(self):
+        """``(major, minor, patch)`` of the broker, from the connection's server properties."""
+        props = getattr(self.connection._impl, "server_properties", None) or {}
+        version = props.get("version", b"")
+        if isinstance(version, bytes):
+            version = version.decode("utf-8", "replace")
+        numbers = []
+        for part in str(version).split(".")[:3]:
+            digits = "".join(c for c in part if c.isdigit())
+            numbers.append(int(digits) if digits else 0)
+        return tuple(numbers + [0] * (3 - len(numbers)))
+
+    def supports_quorum_queues(self):
+        return self.server_version() >= (3, 8, 0)
+
+    # ---- probes -----------------------------------------------------------------------
+
+    def _probe(self, action, call):
+        """True if ``call(channel)`` succeeds, False on 404; other refusals are errors."""
+        channel = self.connection.channel()
+        try:
+            call(channel)
+            return True
+        except pika.exceptions.ChannelClosedByBroker as error:
+            if error.reply_code == NOT_FOUND:
+                return False
+            raise translate(error, self.options, action)
+        finally:
+            if channel.is_open:
+                channel.close()
+
+    def exchange_exists(self, name):
+        return self._probe("check exchange %s" % name, lambda ch: ch.exchange_declare(name, passive=True))
+
+    def queue_exists(self, name):
+        return self._probe("check queue %s" % name, lambda ch: ch.queue_declare(name, passive=True))
+
+    def queue_counts(self, name):
+        """``(messages ready, consumers)`` of an existing queue."""
+        channel = self.connection.channel()
+        try:
+            frame = channel.queue_declare(name, passive=True)
+            return frame.method.message_count, frame.method.consumer_count
+        except Exception as error:  # pylint: disable=broad-except
+            raise translate(error, self.options, "inspect queue %s" % name)
+        finally:
+            if channel.is_open:
+                channel.close()
+
+    # ---- declarations -----------------------------------------------------------------
+
+    def _declare(self, action, call, hint):
+        channel = self.connection.channel()
+        try:
+            call(channel)
+        except pika.exceptions.ChannelClosedByBroker as error:
+            if error.reply_code == PRECONDITION_FAILED:
+                raise CvmfsError("%s: cannot %s: it exists with different settings (%s). %s"
+                                 % (describe(self.options), action, error.reply_text, hint),
+                                 exception=error, reply_code=error.reply_code)
+            raise translate(error, self.options, action)
+        except Exception as error:  # pylint: disable=broad-except
+            raise translate(error, self.options, action)
+        finally:
+            if channel.is_open:
+                channel.close()
+
+    def ensure_exchange(self, name, exchange_type="topic", durable=True):
+        existed = self.exchange_exists(name)
+        if self.check_mode and not existed:
+            return True
+        # declaring an existing exchange with other settings fails: that proves equivalence
+        if not self.check_mode:
+            self._declare("declare the %s %s exchange %s" % ("durable" if durable else "transient", exchange_type, name),
+                          lambda ch: ch.exchange_declare(name, exchange_type=exchange_type, durable=durable),
+                          "Delete it (rabbitmqctl delete_exchange) or choose another exchange name.")
+        return not existed
+
+    def ensure_queue(self, name, arguments):
+        """A durable queue with ``arguments``; an existing queue with other arguments is an error
+        (AMQP cannot change them; deleting would lose its messages, so that is left to a human)."""
+        existed = self.queue_exists(name)
+        if self.check_mode and not existed:
+            return True
+        if not self.check_mode:
+            self._declare("declare queue %s with %s" % (name, _describe_args(arguments)),
+                          lambda ch: ch.queue_declare(name, durable=True, arguments=arguments),
+                          "Queue arguments cannot be changed; drain and delete the queue "
+                          "(rabbitmqctl delete_queue %s), then run again." % name)
+        return not existed
+
+    def bind(self, queue, exchange, routing_key):
+        """Bind (idempotent). AMQP 0-9-1 cannot list bindings, so this reports no change."""
+        if self.check_mode:
+            return False
+        self._declare("bind queue %s to exchange %s with %s" % (queue, exchange, routing_key),
+                      lambda ch: ch.queue_bind(queue, exchange, routing_key=routing_key), "")
+        return False
+
+    def delete_queue(self, name):
+        if not self.queue_exists(name):
+            return False
+        if not self.check_mode:
+            self._declare("delete queue %s" % name, lambda ch: ch.queue_delete(name), "")
+        return True
+
+
+def _describe_args(arguments):
+    return ", ".join("%s=%s" % item for item in sorted((arguments or {}).items())) or "no arguments"
+
+
+def queue_arguments(queue_type, dead_letter_exchange=None, dead_letter_routing_key=None, delivery_limit=None):
+    """The ``x-*`` arguments of a queue of the event path."""
+    arguments = {}
+    if queue_type == "quorum":
+        arguments["x-queue-type"] = "quorum"
+        if delivery_limit:
+            arguments["x-delivery-limit"] = int(delivery_limit)
+    if dead_letter_exchange:
+        arguments["x-dead-letter-exchange"] = dead_letter_exchange
+        if dead_letter_routing_key:
+            arguments["x-dead-letter-routing-key"] = dead_letter_routing_key
+    return arguments

@@ -1,0 +1,242 @@
+"""The notification consumer end to end: real Ceph RGW -> real RabbitMQ -> consumer -> publish.
+
+See site.py for what is real and what is the labelled cvmfs_server TEST DOUBLE. No test asserts
+how fast anything happens; waits have generous upper bounds so that a broken consumer fails
+instead of hanging.
+"""
+
+import concurrent.futures
+import json
+import threading
+
+import pytest
+
+from .helpers import drain, queue_depth
+from .site import REPO, Site, build_package, event
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def package_dir(tmp_path_factory):
+    return build_package(str(tmp_path_factory.mktemp("program")))
+
+
+@pytest.fixture
+def site_factory(tmp_path, ceph_rgw, rabbitmq, run_module, package_dir):
+    sites = []
+
+    def make(**consumer):
+        site = Site(tmp_path / ("site%d" % len(sites)), ceph_rgw, rabbitmq, run_module, package_dir, **consumer)
+        sites.append(site)
+        return site
+
+    yield make
+    for site in sites:
+        site.stop()
+
+
+@pytest.fixture
+def site(site_factory, tmp_path):
+    return site_factory()
+
+
+def _applied(site):
+    return site.published_tree() == site.bucket_tree() and not site.in_transaction()
+
+
+def test_upload_applied_then_delete_removed(site):
+    site.put("cvmfs/before-start.txt", b"was there before the consumer")
+    site.start().wait_connected()
+    assert site.published_tree() == {"before-start.txt": b"was there before the consumer"}  # start-up re-sync
+
+    site.put("cvmfs/a/b/file.txt", b"hello")
+    site.wait(lambda: site.published_tree().get("a/b/file.txt") == b"hello", "the upload to be published")
+    site.delete("cvmfs/a/b/file.txt")
+    site.wait(lambda: "a/b/file.txt" not in site.published_tree(), "the delete to be published")
+    assert not (site.root / "published" / REPO / "a").exists()  # emptied directories go too
+    site.wait(lambda: site.counter("publishes") >= 3, "the status file to count the publishes")
+    status = site.status()
+    assert status["counters"]["events_received"] >= 2 and status["counters"]["failures"] == 0
+    assert status["last_batch"]["mode"] == "keys" and status["last_batch"]["published"]
+    assert status["lag_seconds"]["last_max"] is not None
+    assert site.stop() == 0
+    assert queue_depth(site.mq, site.queue) == 0
+    assert "event=batch_done" in site.log()
+
+
+def test_burst_of_500_uploads_is_coalesced_and_nothing_is_lost(site_factory):
+    site = site_factory(debounce=2.0, max_wait=30)
+    site.start().wait_connected()
+    revision = site.revision()
+    keys = ["cvmfs/burst/%03d/file-%03d.bin" % (i % 17, i) for i in range(500)]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: site.put(k, k.encode()), keys))
+    site.wait(lambda: len(site.published_tree()) == 500 and not site.in_transaction(), "500 files to be published",
+              timeout=300)
+    assert site.published_tree() == site.bucket_tree()
+    site.wait(lambda: site.counter("events_received") >= 500, "the status file to count 500 events")
+    publishes = site.revision() - revision
+    status = site.status()
+    assert 1 <= publishes <= 25, (publishes, status)
+    assert status["counters"]["events_coalesced"] >= 500 - 25
+    assert status["counters"]["failures"] == 0 and status["counters"]["dead_lettered"] == 0
+    assert site.stop() == 0
+    assert queue_depth(site.mq, site.queue) == 0
+
+
+def test_broker_restart_mid_burst_ends_exactly_like_the_bucket(site_factory):
+    site = site_factory()
+    site.start().wait_connected()
+    for i in range(40):
+        site.put("cvmfs/old/%02d.txt" % i, b"old %d" % i)
+    site.wait(lambda: len(site.published_tree()) == 40, "the first objects to be published")
+
+    stop_at, start_at = threading.Event(), threading.Event()
+
+    def uploads():
+        for i in range(240):
+            if i == 60:
+                stop_at.set()
+            if i == 160:
+                start_at.wait(300)
+            site.put("cvmfs/new/%03d.txt" % i, b"new %d" % i)
+            if i % 6 == 0:
+                site.delete("cvmfs/old/%02d.txt" % (i // 6))  # deletes while the broker is away, too
+
+    uploader = threading.Thread(target=uploads)
+    uploader.start()
+    try:
+        assert stop_at.wait(300)
+        site.mq.stop()  # RGW's pushes fail from here on: those events are lost for good
+        site.wait(lambda: not site.status().get("connected"), "the consumer to notice the broker is gone")
+        site.mq.start()
+    finally:
+        start_at.set()
+        uploader.join()
+    site.wait(lambda: site.counter("reconnects") >= 1 and site.status().get("connected"), "the consumer to reconnect")
+    site.wait(lambda: _applied(site), "the repository to equal the bucket", timeout=300)
+    assert len(site.published_tree()) == 240 + 40 - 40
+    assert site.stop() == 0
+    log = site.log()
+    assert "event=connection_lost" in log or "event=broker_unreachable" in log
+    assert "reason=reconnected" in log  # the full re-sync that repairs what RGW could not push
+
+
+def test_publish_failure_is_retried_and_nothing_is_half_published(site):
+    site.start().wait_connected()
+    site.put("cvmfs/first.txt", b"1")
+    site.wait(lambda: "first.txt" in site.published_tree(), "the first upload to be published")
+    revision = site.revision()
+    site.fail_publish(True)
+    site.put("cvmfs/second.txt", b"2")
+    site.wait(lambda: site.counter("requeued") >= 1 and site.counter("failures") >= 1, "a failed, requeued batch")
+    # the failed publish was aborted: the union mount is the last published tree, no transaction
+    site.wait(lambda: not site.in_transaction(), "the transaction to be aborted")
+    assert site.published_tree() == {"first.txt": b"1"}
+    assert site.union_tree() == {"first.txt": b"1"}
+    assert site.revision() == revision
+    assert len(site.calls("abort")) >= 1
+    site.fail_publish(False)
+    site.wait(lambda: site.published_tree().get("second.txt") == b"2", "the redelivered event to be published")
+    assert site.revision() == revision + 1
+    assert site.counter("dead_lettered") == 0
+    assert site.stop() == 0
+    assert queue_depth(site.mq, site.queue) == 0
+    assert queue_depth(site.mq, site.dlq) == 0
+
+
+def test_persistent_failure_dead_letters_with_the_reason_then_a_full_sync_repairs(site):
+    site.start().wait_connected()
+    site.fail_publish(True)
+    site.put("cvmfs/doomed.txt", b"d")
+    site.wait(lambda: site.counter("dead_lettered") >= 1, "the event to be dead-lettered after max_attempts")
+    assert "doomed.txt" not in site.published_tree() and not site.in_transaction()
+    [(_method, properties, body)] = drain(site.mq, site.dlq, expect=1)
+    headers = properties.headers
+    assert "publish failed 3 times" in headers["x-sharedsw-reason"], headers
+    assert "Synchronization failed" in headers["x-sharedsw-reason"] or "publish" in headers["x-sharedsw-reason"]
+    assert headers["x-sharedsw-attempts"] == 3 and headers["x-sharedsw-queue"] == site.queue
+    assert json.loads(body)["Records"][0]["s3"]["object"]["key"] == "cvmfs/doomed.txt"
+    assert "event=dead_lettered" in site.log()
+    site.fail_publish(False)
+    site.wait(lambda: site.published_tree().get("doomed.txt") == b"d", "the full re-sync after dead-lettering")
+    assert site.stop() == 0
+
+
+def test_malformed_and_foreign_messages_go_to_the_dead_letter_queue(site):
+    site.start().wait_connected()
+    site.publish_event(b"\xff\xfe not json")
+    site.publish_event('{"Records": []}')
+    site.publish_event(event("some-other-bucket", "cvmfs/x"))
+    site.publish_event(event(site.bucket, "outside/the/prefix"))
+    site.publish_event(event(site.bucket, "cvmfs/x", name="ObjectLifecycle:Expiration:Current"))
+    site.wait(lambda: site.counter("dead_lettered") >= 5, "five rejected messages")
+    reasons = sorted(p.headers["x-sharedsw-reason"] for _m, p, _b in drain(site.mq, site.dlq, expect=5))
+    assert len(reasons) == 5
+    assert any("not a JSON document" in r for r in reasons)
+    assert any("no non-empty 'Records'" in r for r in reasons)
+    assert any("is about bucket some-other-bucket" in r for r in reasons)
+    assert any("outside cvmfs/" in r for r in reasons)
+    assert any("ObjectLifecycle" in r for r in reasons)
+    assert site.counter("malformed") == 2 and site.counter("foreign") == 3
+    site.put("cvmfs/still-working.txt", b"ok")  # the consumer carries on
+    site.wait(lambda: "still-working.txt" in site.published_tree(), "a real event after the rejected ones")
+    assert site.stop() == 0
+
+
+def test_the_bucket_decides_not_the_order_of_events(site):
+    site.start().wait_connected()
+    site.put("cvmfs/pkg/lib.so", b"v1")
+    site.wait(lambda: site.published_tree().get("pkg/lib.so") == b"v1", "v1 to be published")
+    # delete and re-upload in one window: the object must end up present
+    site.delete("cvmfs/pkg/lib.so")
+    site.put("cvmfs/pkg/lib.so", b"v2")
+    site.wait(lambda: site.published_tree().get("pkg/lib.so") == b"v2", "v2 to be published")
+    # a stale delete event arriving after the re-upload (out of order) changes nothing
+    revision = site.revision()
+    site.wait(lambda: site.status().get("state") == "idle", "the consumer to be idle")
+    batches = site.counter("batches")
+    site.publish_event(event(site.bucket, "cvmfs/pkg/lib.so", name="ObjectRemoved:Delete"))
+    site.wait(lambda: site.counter("batches") > batches and site.status().get("state") == "idle",
+              "the stale event's batch to end")
+    assert site.status()["last_batch"]["outcome"] == "ok" and not site.status()["last_batch"]["published"]
+    assert site.published_tree().get("pkg/lib.so") == b"v2"
+    assert site.revision() == revision  # nothing changed, nothing published
+    assert site.stop() == 0
+
+
+def test_the_publish_lock_is_shared_with_the_timer_job(site):
+    """While the publish job (the timer's full sync) holds the lock, the consumer waits."""
+    import fcntl
+    site.start().wait_connected()
+    lock = open(site.job["lock_file"], "a+")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        site.put("cvmfs/waits.txt", b"w")
+        site.wait(lambda: "waiting for %s" % site.job["lock_file"] in site.log(), "the consumer to wait for the lock")
+        assert "waits.txt" not in site.published_tree() and not site.in_transaction()
+        assert site.status()["state"] == "publishing"
+    finally:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        lock.close()
+    site.wait(lambda: "waits.txt" in site.published_tree(), "the upload to be published once the lock is free")
+    assert site.stop() == 0
+
+
+def test_a_consumer_killed_mid_publish_loses_nothing(site):
+    """SIGKILL while the publish is running: the message was never acked, the transaction stays
+    open with the job's marker; the next start aborts it (the job's recovery) and publishes."""
+    site.start().wait_connected()
+    site.hang_publish(True)
+    site.put("cvmfs/survivor.txt", b"s")
+    site.wait(lambda: site.in_transaction() and "publishing %s" % REPO in site.log(), "the publish to be under way")
+    site.kill()
+    site.hang_publish(False)
+    assert site.in_transaction() and "survivor.txt" not in site.published_tree()
+    site.start()
+    site.wait(lambda: site.published_tree().get("survivor.txt") == b"s" and not site.in_transaction(),
+              "the restarted consumer to recover and publish")
+    assert "left its transaction on %s open" % REPO in site.log()
+    assert site.stop() == 0
+    assert queue_depth(site.mq, site.queue) == 0

@@ -1,0 +1,133 @@
+"""Pure logic of the notification consumer: parsing, scope, the debounce window, the config."""
+
+import json
+
+import pytest
+
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _events as events
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
+
+SCOPE = events.Scope("software", ["cvmfs/", "ingest/"])
+
+
+def record(key="cvmfs/a.txt", name="ObjectCreated:Put", bucket="software", source="ceph:s3",
+           when="2026-11-23T13:40:16.508206Z"):
+    return {"eventVersion": "2.2", "eventSource": source, "eventTime": when, "eventName": name,
+            "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}
+
+
+def message(*records):
+    return json.dumps({"Records": list(records)}).encode()
+
+
+def test_ceph_records_give_keys_times_and_count():
+    keys, times, count = events.parse_message(message(record(), record("cvmfs/b c+d.txt", "ObjectRemoved:Delete")),
+                                              SCOPE)
+    # Ceph sends keys as they are; the decoded spelling is looked at too (harmless if unchanged)
+    assert keys == {"cvmfs/a.txt", "cvmfs/b c+d.txt", "cvmfs/b c d.txt"}
+    assert count == 2 and times == [pytest.approx(1795441216.508206)] * 2
+
+
+def test_aws_records_are_url_decoded():
+    keys, _times, _count = events.parse_message(message(record("cvmfs/b+c%C3%BC.txt", "s3:ObjectCreated:Put",
+                                                               source="aws:s3")), SCOPE)
+    assert keys == {"cvmfs/b cü.txt"}
+
+
+def test_ingest_prefix_is_in_scope_and_test_events_are_empty():
+    assert events.parse_message(message(record("ingest/x.tar.gz")), SCOPE)[0] == {"ingest/x.tar.gz"}
+    assert events.parse_message(b'{"Service": "Amazon S3", "Event": "s3:TestEvent"}', SCOPE) == (set(), [], 0)
+
+
+@pytest.mark.parametrize("body, kind, words", [
+    (b"\xff\xfe", "malformed", "not a JSON document"),
+    (b"[]", "malformed", "no non-empty 'Records'"),
+    (b'{"Records": []}', "malformed", "no non-empty 'Records'"),
+    (b'{"Records": [1]}', "malformed", "record 0 is not an object"),
+    (message({"eventName": "ObjectCreated:Put"}), "malformed", "lacks eventSource"),
+    (message(record(key="")), "malformed", "lacks s3.bucket.name or s3.object.key"),
+    (message(record(source="aws:sqs")), "foreign", "not from S3"),
+    (message(record(name="ObjectLifecycle:Expiration:Current")), "foreign", "only ObjectCreated"),
+    (message(record(bucket="other")), "foreign", "is about bucket other, not software"),
+    (message(record(key="elsewhere/a")), "foreign", "outside cvmfs/ and ingest/"),
+    (message(record(), record(key="elsewhere/a")), "foreign", "record 1"),
+])
+def test_unusable_messages_are_rejected_with_a_reason(body, kind, words):
+    with pytest.raises(events.Rejected) as caught:
+        events.parse_message(body, SCOPE)
+    assert caught.value.kind == kind
+    assert words in caught.value.reason
+
+
+def test_event_time_parsing():
+    assert events.parse_time("2026-11-23T13:40:16Z") == 1795441216
+    assert events.parse_time("2026-11-23T13:40:16.5Z") == 1795441216.5
+    assert events.parse_time("yesterday") is None and events.parse_time(None) is None
+
+
+def delivery(arrived, keys=("cvmfs/a",)):
+    return events.Delivery(1, set(keys), [], 1, 0, "f", arrived, b"", None)
+
+
+def test_window_closes_after_quiet_time_max_wait_or_when_full():
+    window = events.Window(debounce=2, max_wait=10, limit=3)
+    assert not window.ready(0)
+    window.add(delivery(100))
+    assert not window.ready(101) and window.ready(102)
+    window.add(delivery(101.5))
+    assert not window.ready(103) and window.ready(103.5)      # the quiet time restarts
+    window = events.Window(debounce=2, max_wait=10, limit=100)
+    for arrived in range(100, 111):
+        window.add(delivery(arrived))                          # never quiet for 2 s
+    assert not window.ready(109.5) and window.ready(110)       # but max_wait after the first
+    assert len(window.take()) == 11 and not window.items and not window.ready(200)
+    window = events.Window(debounce=2, max_wait=10, limit=2)
+    window.add(delivery(100))
+    window.add(delivery(100))
+    assert window.ready(100)                                   # the prefetch is exhausted
+
+
+def test_log_values_are_quoted_for_logfmt():
+    assert events._quote("plain") == "plain"
+    assert events._quote("two words") == '"two words"'
+    assert events._quote(True) == "true" and events._quote(None) == "-" and events._quote(0.5) == "0.5"
+    assert events._median([1.0, 2.0, 4.0]) == 2.0 and events._median([1.0, 2.0]) == 1.5 and events._median([]) is None
+
+
+def write(path, data):
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.fixture
+def job_config(tmp_path):
+    return write(tmp_path / "job.json", {"repository": "sw.example.org", "state_dir": str(tmp_path / "state"),
+                                         "lock_file": str(tmp_path / "lock"), "source": {"bucket": "software"}})
+
+
+def test_config_defaults_password_file_and_status_file(tmp_path, job_config):
+    (tmp_path / "pw").write_text("s3cret\n")
+    config = events.load_config(write(tmp_path / "c.json", {
+        "job_config": job_config, "queue": "q", "dead_letter_exchange": "dlx",
+        "amqp": {"host": "mq.example.org", "username": "u", "password_file": str(tmp_path / "pw")}}))
+    assert config["amqp"]["password"] == "s3cret" and config["amqp"]["port"] == 5672
+    assert config["status_file"] == str(tmp_path / "state" / "events-status.json")
+    assert config["debounce"] == 2.0 and config["max_attempts"] == 5 and config["job"]["lease"] == "sw.example.org"
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"queue": None}, "lacks 'queue'"),
+    ({"debounce": -1}, "debounce"),
+    ({"max_wait": 1, "debounce": 5}, "must not be shorter than debounce"),
+    ({"max_attempts": 0}, "max_attempts"),
+    ({"amqp": {"username": "u"}}, "needs password"),
+    ({"amqp": {"username": "u", "password_file": "/nonexistent/pw"}}, "cannot read the AMQP password file"),
+    ({"amqp": {"auth_method": "external", "client_cert": None}}, "needs client_cert"),
+])
+def test_config_errors_name_the_setting(tmp_path, job_config, change, words):
+    data = {"job_config": job_config, "queue": "q", "dead_letter_exchange": "dlx",
+            "amqp": {"username": "u", "password": "p"}}
+    data.update(change)
+    with pytest.raises(CvmfsError) as caught:
+        events.load_config(write(tmp_path / "c.json", data))
+    assert words in caught.value.message
