@@ -15,7 +15,7 @@ APT_PACKAGES=(
   # the distribution Python our host programs run under (tested with it too)
   python3-hvac python3-cryptography python3-boto3 python3-pika
   # general
-  python3-venv ca-certificates curl git make shellcheck
+  python3-venv ca-certificates curl git make shellcheck procps util-linux
 )
 
 # Package scripts must never start daemons on this machine (they would listen on 0.0.0.0).

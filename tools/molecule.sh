@@ -46,7 +46,18 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+# molecule runs in the background so that a signal interrupts the wait at once: it is passed on to
+# molecule, and the EXIT trap then destroys the scenario's hosts.
+child=; interrupted=0
+trap 'interrupted=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null' INT TERM
+run() {
+  "$@" & child=$!
+  local rc
+  while :; do wait "$child"; rc=$?; kill -0 "$child" 2>/dev/null || break; done
+  child=
+  [ "$interrupted" = 0 ] || exit 130
+  return "$rc"
+}
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b-a}'; }
@@ -71,16 +82,16 @@ for s in "${scenarios[@]}"; do
     times=()
     for stage in "${STAGES[@]}"; do
       ts=$(now)
-      molecule "$stage" -s "$s"; rc=$?
+      run molecule "$stage" -s "$s"; rc=$?
       times+=("$stage $(secs "$ts" "$(now)")s")
       [ $rc = 0 ] || break
     done
     ts=$(now)
-    if ! molecule destroy -s "$s" && [ "$rc" = 0 ]; then rc=1; fi
+    if ! run molecule destroy -s "$s" && [ "$rc" = 0 ]; then rc=1; fi
     times+=("destroy $(secs "$ts" "$(now)")s")
     detail=" (${times[*]})"
   else
-    molecule test -s "$s"; rc=$?
+    run molecule test -s "$s"; rc=$?
     detail=
   fi
   current=

@@ -37,7 +37,6 @@ import hmac
 import os
 import re
 import socket
-import ssl
 import threading
 import time
 from xml.etree import ElementTree
@@ -203,6 +202,7 @@ class Endpoint:
         self.timeout = timeout
         self.ssl_context = ssl_context
         if self.scheme == "https" and self.ssl_context is None:
+            import ssl  # only for https: importing it costs ~35 ms of CPU
             self.ssl_context = ssl.create_default_context()
 
     def object_path(self, key):
@@ -250,7 +250,7 @@ class Connection:
             if ep.scheme == "https":
                 sock = ep.ssl_context.wrap_socket(sock, server_hostname=ep.host)
             sock.settimeout(ep.timeout)
-        except (OSError, ssl.SSLError) as error:
+        except OSError as error:
             raise TransportError("cannot connect to %s:%s: %s" % (ep.host, ep.port, error), exception=error)
         self.sock = sock
         self.buf = b""
@@ -360,7 +360,7 @@ class Connection:
             try:
                 self.sock.sendall(request)
                 status, rheaders, http10 = self._read_head()
-            except (OSError, ssl.SSLError) as error:
+            except OSError as error:
                 self.close()
                 if reused and attempt == 0:
                     continue  # the server closed an idle keep-alive connection
@@ -373,7 +373,7 @@ class Connection:
                 body = b""
             else:
                 body = b"".join(self._body_chunks(rheaders, method, status))
-        except (OSError, ssl.SSLError, ValueError) as error:
+        except (OSError, ValueError) as error:
             self.close()
             raise TransportError("%s %s: reading the body failed: %s" % (method, path, error), exception=error)
         except BaseException:

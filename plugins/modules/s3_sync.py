@@ -218,7 +218,7 @@ options:
     type: bool
     default: true
 notes:
-  - The same engine runs as a command on hosts (for timers and notification consumers):
+  - The same engine runs as a command on hosts (for timers and notification consumers), as
     C(python3 -m <package>._s3_sync_cli --help); see C(docs/s3-sync.md) in the collection.
   - Requires boto3 and botocore on the host that runs the module.
 """

@@ -248,3 +248,16 @@ def test_second_run_into_the_same_dest_is_refused(s3, where):
     finally:
         os.close(fd)
     assert run(s3, where)["changed"] is True
+
+
+def test_many_files_are_installed_in_parallel(s3, where):
+    for number in range(150):
+        s3.put("cvmfs/d%d/f%03d" % (number % 7, number), b"%d" % number, mode="0750")
+    result = run(s3, where, max_workers=8)
+    assert result["added"]["count"] == 157
+    for number in range(150):
+        path = os.path.join(where[0], "d%d" % (number % 7), "f%03d" % number)
+        with open(path, "rb") as handle:
+            assert handle.read() == b"%d" % number
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o750
+    assert run(s3, where)["changed"] is False
