@@ -77,7 +77,7 @@ DEFAULTS = {
 SOURCE_DEFAULTS = {
     "endpoint_url": None, "region": None, "bucket": None, "prefix": "cvmfs/", "sync": True, "delete": True,
     "exclude": [], "ingest_prefix": None, "ingest_dir": "", "addressing_style": "path", "validate_certs": True,
-    "ca_bundle": None, "max_workers": 16, "on_invalid": "fail",
+    "ca_bundle": None, "max_workers": 32, "on_invalid": "fail",
 }
 
 
@@ -397,6 +397,8 @@ class PublishJob:
             "--bucket", source["bucket"],
             "--prefix", source["prefix"] or "",
             "--dest", self.dest,
+            # symlinks may point anywhere inside the repository, not only inside this publisher's path
+            "--symlink-root", os.path.join(self.config["mount_dir"], self.repository),
             "--state-file", self.sync_state,
             "--max-workers", str(source["max_workers"]),
             "--addressing-style", source["addressing_style"],

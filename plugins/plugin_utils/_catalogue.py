@@ -96,7 +96,7 @@ SOURCE_SPEC = {
                          "description": "S3 addressing style of the source endpoint."},
     "validate_certs": {"type": "bool", "default": True, "description": "Verify the endpoint's TLS certificate."},
     "ca_bundle": {"type": "str", "description": "CA bundle file on the publisher for the endpoint's TLS."},
-    "max_workers": {"type": "int", "default": 16, "description": "Parallel downloads of the sync."},
+    "max_workers": {"type": "int", "default": 32, "description": "Parallel downloads of the sync."},
     "on_invalid": {"type": "str", "default": "fail", "choices": ["fail", "skip"],
                    "description": "What the sync does with keys it must refuse (C(..) segments, control bytes, "
                                   "escaping symlinks...): V(fail) publishes nothing until they are fixed, V(skip) "

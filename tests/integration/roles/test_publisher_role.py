@@ -127,7 +127,8 @@ def test_job_configuration(site):
 
 def test_units_pass_systemd_analyze_verify(site):
     unit_dir = site["root"] / "etc/systemd/system"
-    units = ["sharedsw-cvmfs-publish@%s.service" % SW, "sharedsw-cvmfs-publish@%s.timer" % SW]
+    units = ["sharedsw-cvmfs-publish@%s.service" % SW, "sharedsw-cvmfs-publish@%s.timer" % SW,
+             "sharedsw-cvmfs-mount.service"]
     assert systemd_verify(unit_dir, units) == []
     schedule = (unit_dir / ("sharedsw-cvmfs-publish@%s.timer.d" % SW) / "schedule.conf").read_text()
     assert "OnCalendar=*:0/5" in schedule

@@ -156,7 +156,7 @@ def test_units_pass_systemd_analyze_verify(site):
     for repo in (SW, DATA):
         units += ["sharedsw-cvmfs-resign@%s.service" % repo, "sharedsw-cvmfs-resign@%s.timer" % repo,
                   "sharedsw-cvmfs-whitelist@%s.service" % repo, "sharedsw-cvmfs-whitelist@%s.timer" % repo]
-    units += ["sharedsw-cvmfs-gc@%s.service" % SW, "sharedsw-cvmfs-gc@%s.timer" % SW]
+    units += ["sharedsw-cvmfs-gc@%s.service" % SW, "sharedsw-cvmfs-gc@%s.timer" % SW, "sharedsw-cvmfs-mount.service"]
     assert systemd_verify(unit_dir, units) == []
     # the GC timer of a repository without gc.schedule has no OnCalendar: systemd must refuse it,
     # which proves the check above would see a broken timer
@@ -282,3 +282,10 @@ def test_vault_that_knows_the_repository_but_lost_a_key_stops_the_run(site, open
     assert result.rc != 0
     assert "no secret at secret/%s/%s/signing" % (prefix, SW) in result.output
     assert not host.path("etc/cvmfs/repositories.d", SW).exists(), "no repository with new keys"
+
+
+def test_repositories_are_mounted_again_at_boot_after_apache(site):
+    unit = site["host"].path("etc/systemd/system/sharedsw-cvmfs-mount.service").read_text()
+    assert "ExecStart=/usr/bin/cvmfs_server mount -a" in unit
+    assert "After=local-fs.target network-online.target apache2.service\n" in unit
+    assert "WantedBy=multi-user.target" in unit
