@@ -4,6 +4,7 @@ One command (from the collection root, with the project venv active)::
 
     python3 bench/event_latency.py                       # a few minutes on 2 cores
     python3 bench/event_latency.py --samples 50 --debounce 0.2 2.0 --burst 500
+    python3 bench/event_latency.py --persistent --samples 5 --burst 0 --debounce 2  # RGW-side queueing
 
 What runs: the harness's Ceph RGW (Pacific, 1 mon + 1 memstore OSD) and RabbitMQ 3.10 on
 loopback; the event path provisioned by the ``bucket_notification`` module (non-persistent
@@ -28,6 +29,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import pathlib
 import statistics
 import subprocess
 import sys
@@ -143,6 +145,9 @@ def main():
     parser.add_argument("--burst", type=int, default=300, help="uploads in the burst scenario (0: skip)")
     parser.add_argument("--debounce", type=float, nargs="+", default=[0.2, 2.0],
                         help="debounce settings to measure (the role's default is 2 s)")
+    parser.add_argument("--persistent", action="store_true",
+                        help="persistent topic (RGW queues events and delivers them asynchronously; "
+                             "25-30 s later on Pacific), ack level broker")
     args = parser.parse_args()
     print("host python for the consumer: %s" % host_python())
     lines = []
@@ -150,12 +155,14 @@ def main():
         package = build_package(os.path.join(tmp, "program"))
         for debounce in args.debounce:
             label = ("d%g" % debounce).replace(".", "_")
-            site = Site(__import__("pathlib").Path(tmp) / label, rgw, mq, run_module, package,
+            notification = {"persistent": True, "ack_level": "broker"} if args.persistent else None
+            site = Site(pathlib.Path(tmp) / label, rgw, mq, run_module, package, notification=notification,
                         debounce=debounce, max_wait=max(30.0, debounce))
             site.start().wait_connected()
             try:
                 latencies = single(site, args.samples, label)
-                lines.append(report("single upload, debounce %gs" % debounce, latencies))
+                kind = ", persistent topic" if args.persistent else ""
+                lines.append(report("single upload, debounce %gs%s" % (debounce, kind), latencies))
                 print(lines[-1], flush=True)
                 lag = site.status().get("lag_seconds", {})
                 if args.burst:

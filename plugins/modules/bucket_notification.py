@@ -115,8 +115,9 @@ options:
   persistent:
     description:
       - Topic attribute C(persistent). V(true) queues events inside RGW and retries until the broker
-        takes them (delivery is asynchronous, 25-30 s later on Pacific); V(false) pushes during the
-        upload request (under a second) and loses the event when the broker is unreachable.
+        takes them (asynchronous; on Pacific the first events after the topic is created or RGW
+        restarts come 25-30 s late); V(false) pushes during the upload request and loses the event
+        when the broker is unreachable.
       - See the description for the Ceph Pacific crash with V(true).
     type: bool
     default: true

@@ -56,7 +56,7 @@ def build_package(root):
 
 
 class Site:
-    def __init__(self, tmp_path, rgw, mq, run_module, package_dir, **consumer):
+    def __init__(self, tmp_path, rgw, mq, run_module, package_dir, notification=None, **consumer):
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.tmp = tmp_path
         self.rgw = rgw
@@ -67,7 +67,8 @@ class Site:
         self.name = unique("cvmfs-ev")
         self.queue = self.name
         self.dlq = self.name + ".dead-letter"
-        provisioned = run_module("bucket_notification", module_args(rgw, mq, self.name, self.bucket))
+        provisioned = run_module("bucket_notification", module_args(rgw, mq, self.name, self.bucket,
+                                                                    **(notification or {})))
         assert not provisioned.failed, provisioned
         self.exchange = "cvmfs-events-test"
         self.dlx = self.exchange + ".dead-letter"
