@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Write the field reference of docs/repositories.md from the catalogue schema (ENTRY_SPEC).
 
 The schema in plugins/plugin_utils/_catalogue.py is the one source; this script regenerates the
@@ -57,8 +57,8 @@ def rows(spec, prefix=""):
     for name in spec:
         option = spec[name]
         field = prefix + name
-        lines.append("| `%s` | %s | %s | %s |" % (field, _type(option), _default(option),
-                                                   _markup(option.get("description", ""))))
+        description = _markup(option.get("description", ""))
+        lines.append("| `%s` | %s | %s | %s |" % (field, _type(option), _default(option), description))
         if "options" in option:
             sub = field + ("[]." if option.get("type") == "list" else ".")
             lines.extend(rows(option["options"], sub))

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Test services of the harness made reachable from lab hosts, for molecule scenarios.
 
     lab_services.py start STATE_DIR KIND HOST_IPS SSH_KEY [REMOTE_PORT]   (KIND: ceph | seaweedfs | openbao)
@@ -27,7 +27,7 @@ def serve(state_dir, kind, host_ips, ssh_key, remote_port=None):
     from tests.harness.ceph import CephRGW
     from tests.harness.openbao import OpenBaoDev
     from tests.harness.seaweedfs import SeaweedFS
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the harness cleanup on stop
+    signal.signal(signal.SIGTERM, lambda *args: sys.exit(0))  # run the harness cleanup on stop
     service = {"ceph": CephRGW, "seaweedfs": SeaweedFS, "openbao": OpenBaoDev}[kind]()
     stop = os.path.join(state_dir, "stop")
     with service:
@@ -88,7 +88,7 @@ def main(argv):
         if os.path.exists(pid_file):
             open(os.path.join(state_dir, "stop"), "w").close()
             pid = int(open(pid_file).read())
-            for _ in range(120):
+            for _attempt in range(120):
                 try:
                     os.kill(pid, 0)
                 except OSError:

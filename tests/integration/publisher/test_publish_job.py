@@ -102,7 +102,7 @@ class Site:
         if signal_parent:
             env["CVMFS_DOUBLE_SIGNAL_PARENT"] = signal_parent
         proc = subprocess.run([sys.executable, "-m", "sharedsw_cvmfs._publish_job", "--config", str(path)]
-                              + list(extra_args), env=env, capture_output=True, text=True, timeout=120, cwd="/")
+                              + list(extra_args), env=env, capture_output=True, text=True, timeout=120, cwd="/", check=False)
         proc.log = proc.stdout + proc.stderr
         return proc
 
@@ -334,6 +334,6 @@ def test_bad_config_exits_2(tmp_path, package_dir):
     path = tmp_path / "job.json"
     path.write_text(json.dumps({"repository": REPO}))
     proc = subprocess.run([sys.executable, "-m", "sharedsw_cvmfs._publish_job", "--config", str(path)],
-                          env=dict(os.environ, PYTHONPATH=package_dir), capture_output=True, text=True)
+                          env=dict(os.environ, PYTHONPATH=package_dir), capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "lacks 'state_dir'" in proc.stderr

@@ -17,7 +17,7 @@ def plan(extra):
          os.path.join(ROOT, "playbooks/add_repository.yml"), "-e", json.dumps(dict(extra, add_repository_plan_only=True))],
         env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                  ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default"),
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -18,7 +18,7 @@ def _env():
 def test_example_inventory_passes_the_argument_specs_and_the_catalogue():
     proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", os.path.join(ROOT, "inventories/example/hosts.yml"),
                            os.path.join(HERE, "validate_specs.yml"), "-e", "roles_dir=" + os.path.join(ROOT, "roles")],
-                          env=_env(), capture_output=True, text=True, timeout=600)
+                          env=_env(), capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     # every stratum-0 and publisher host of the example was checked
     for host in ("s0.site-a.example.org", "s0.site-b.example.org", "pub1.site-a.example.org",
@@ -31,7 +31,7 @@ def test_a_wrong_type_is_refused_by_the_spec(tmp_path):
                            "--limit", "s0.site-a.example.org", os.path.join(HERE, "validate_specs.yml"),
                            "-e", "roles_dir=" + os.path.join(ROOT, "roles"),
                            "-e", '{"stratum0_gateway_port": "not-a-port"}'],
-                          env=_env(), capture_output=True, text=True, timeout=600)
+                          env=_env(), capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode != 0
     assert "stratum0_gateway_port" in proc.stdout
 
@@ -39,6 +39,6 @@ def test_a_wrong_type_is_refused_by_the_spec(tmp_path):
 def test_ansible_doc_renders_the_roles():
     for role in ("stratum0", "publisher", "common"):
         proc = subprocess.run([os.path.join(BIN, "ansible-doc"), "-t", "role", "sharedsw.cvmfs." + role],
-                              env=_env(), capture_output=True, text=True, timeout=300)
+                              env=_env(), capture_output=True, text=True, timeout=300, check=False)
         assert proc.returncode == 0, proc.stderr
         assert "ENTRY POINT: main" in proc.stdout or "ENTRY POINT: *main*" in proc.stdout, proc.stdout[:500]
