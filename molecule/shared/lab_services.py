@@ -27,7 +27,7 @@ def serve(state_dir, kind, host_ips, ssh_key, remote_port=None):
     from tests.harness.ceph import CephRGW
     from tests.harness.openbao import OpenBaoDev
     from tests.harness.seaweedfs import SeaweedFS
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the harness cleanup on stop
+    signal.signal(signal.SIGTERM, lambda *args: sys.exit(0))  # run the harness cleanup on stop
     service = {"ceph": CephRGW, "seaweedfs": SeaweedFS, "openbao": OpenBaoDev}[kind]()
     stop = os.path.join(state_dir, "stop")
     with service:
