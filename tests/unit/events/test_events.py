@@ -131,3 +131,37 @@ def test_config_errors_name_the_setting(tmp_path, job_config, change, words):
     with pytest.raises(CvmfsError) as caught:
         events.load_config(write(tmp_path / "c.json", data))
     assert words in caught.value.message
+
+
+def test_keys_mode_uses_the_job_sync_options(tmp_path, monkeypatch):
+    """The consumer's in-process keys-mode sync gets exactly the options the job's full sync gets
+    (read from the job's own s3_sync command line), plus the touched keys."""
+    from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _publish_job, _s3_sync
+    creds = tmp_path / "creds"
+    creds.write_text("AWS_ACCESS_KEY_ID=AK\nAWS_SECRET_ACCESS_KEY=SK\n")
+    config = _publish_job.load_config(write(tmp_path / "job.json", {
+        "repository": "sw.example.org", "path": "/team-a", "state_dir": str(tmp_path / "state"),
+        "lock_file": str(tmp_path / "lock"), "mount_dir": str(tmp_path / "cvmfs"), "credentials_file": str(creds),
+        "source": {"bucket": "software", "prefix": "cvmfs/team-a/", "endpoint_url": "https://rgw.example.org",
+                   "region": "default", "delete": False, "exclude": ["scratch"], "max_workers": 7,
+                   "on_invalid": "skip", "validate_certs": False}}))
+    seen = {}
+
+    def fake_sync_keys(conn, options, keys, log=None):
+        seen.update(conn=conn, options=options, keys=keys)
+        return {"changed": False}
+
+    monkeypatch.setattr(_s3_sync, "sync_keys", fake_sync_keys)
+    job = events.EventJob(config, events.Log(stream=open(str(tmp_path / "log"), "w")), keys={"cvmfs/team-a/x"})
+    assert job.run_sync(check=True) == {"changed": False}
+    options, conn = seen["options"], seen["conn"]
+    assert seen["keys"] == ["cvmfs/team-a/x"]
+    assert options.bucket == "software" and options.prefix == "cvmfs/team-a/" and options.check_mode
+    assert options.dest == str(tmp_path / "cvmfs" / "sw.example.org" / "team-a")
+    assert options.symlink_root == str(tmp_path / "cvmfs" / "sw.example.org")  # the whole repository
+    assert options.state_file == str(tmp_path / "state" / "sync-state.json")
+    assert not options.delete and options.max_workers == 7 and options.on_invalid == "skip"
+    assert options.filter.excluded("scratch/file")
+    assert conn.endpoint_url == "https://rgw.example.org" and conn.region == "default" and not conn.validate_certs
+    assert (conn.access_key, conn.secret_key) == ("AK", "SK")
+    assert config["plan_first"] and not job.config["plan_first"]  # events need no plan first
