@@ -196,8 +196,9 @@ def test_replicates_only_the_repositories_of_its_groups(site, cvmfs_repo):
     replica_conf = host.read("etc/cvmfs/repositories.d", REPO, "replica.conf")
     assert "CVMFS_PUBLIC_KEY=%s\n" % host.path("etc/cvmfs/keys", REPO + ".pub") in replica_conf
     # the first snapshot was taken: the replica serves the stratum-0's revision
-    assert host.read("srv/cvmfs", REPO, ".cvmfspublished") == open(
-        os.path.join(site["s0_storage"], ".cvmfspublished"), encoding="latin-1").read()
+    with open(host.path("srv/cvmfs", REPO, ".cvmfspublished"), "rb") as replica, \
+            open(os.path.join(site["s0_storage"], ".cvmfspublished"), "rb") as stratum0:
+        assert replica.read() == stratum0.read()
     assert os.path.exists(host.path("srv/cvmfs", REPO, ".cvmfs_last_snapshot"))
     calls = [c for c in (line for line in open(host.path("calls.jsonl")))]
     assert sum('"add-replica"' in c for c in calls) == 1, "add-replica runs once, with -a -p (Apache is the role's)"
