@@ -29,6 +29,7 @@ import pytest
 from tests.cvmfs_double import DOUBLE
 from tests.cvmfs_repo_fixture import fixture_repo_or_skip
 from tests.harness.apache import MODULES, Apache, make_world_readable
+from tests.harness._process import free_port
 from tests.harness.squid import Squid
 
 from ._playbook import run_playbook, systemd_verify
@@ -200,7 +201,8 @@ def test_replicates_only_the_repositories_of_its_groups(site, cvmfs_repo):
             open(os.path.join(site["s0_storage"], ".cvmfspublished"), "rb") as stratum0:
         assert replica.read() == stratum0.read()
     assert os.path.exists(host.path("srv/cvmfs", REPO, ".cvmfs_last_snapshot"))
-    calls = [c for c in (line for line in open(host.path("calls.jsonl")))]
+    with open(host.path("calls.jsonl")) as handle:
+        calls = handle.readlines()
     assert sum('"add-replica"' in c for c in calls) == 1, "add-replica runs once, with -a -p (Apache is the role's)"
     add_replica = [c for c in calls if '"add-replica"' in c][0]
     assert '"-a"' in add_replica and '"-p"' in add_replica
@@ -373,7 +375,7 @@ def test_lag_check_fails_when_the_stratum0_moved_on(site, served, cvmfs_repo):
 
 
 def test_lag_check_stratum0_unreachable(site, served):
-    closed = "http://127.0.0.1:%d/cvmfs/%s" % (_closed_port(), REPO)
+    closed = "http://127.0.0.1:%d/cvmfs/%s" % (free_port(), REPO)
     proc = _lag_check(site["host"], stratum0_url=closed)
     assert proc.returncode == 2
     assert proc.stderr.startswith("replication check of %s failed, cannot read the stratum-0 manifest: GET %s/"
@@ -392,8 +394,3 @@ def test_lag_check_garbage_replica_manifest(site, served):
             handle.write(original)
     assert proc.returncode == 2
     assert "cannot read the replica manifest" in proc.stderr and "not a signed CernVM-FS file" in proc.stderr
-
-
-def _closed_port():
-    from tests.harness._process import free_port  # pylint: disable=import-outside-toplevel
-    return free_port()
