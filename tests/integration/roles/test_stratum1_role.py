@@ -394,3 +394,35 @@ def test_lag_check_garbage_replica_manifest(site, served):
             handle.write(original)
     assert proc.returncode == 2
     assert "cannot read the replica manifest" in proc.stderr and "not a signed CernVM-FS file" in proc.stderr
+
+
+def test_snapshot_timer_command_catches_up_only_with_logrotate_in_place(site, served, cvmfs_repo):
+    """The snapshot unit's ExecStart (snapshot -a, against the double) with and without the logrotate
+    file the role installs; the stratum-0 moves to a FAKE revision 4 made at test time."""
+    host = site["host"]
+    exec_start = [line for line in host.read("etc/systemd/system/sharedsw-cvmfs-snapshot.service").splitlines()
+                  if line.startswith("ExecStart=")][0][len("ExecStart="):].split()
+    env = dict(os.environ, CVMFS_DOUBLE_ROOT=host.root, LC_ALL="C")
+    s0_manifest = os.path.join(site["s0_storage"], ".cvmfspublished")
+    logrotate = host.path("etc/logrotate.d/cvmfs")
+    original = open(s0_manifest, "rb").read()
+    try:
+        with open(s0_manifest, "wb") as handle:
+            handle.write(cvmfs_repo.sign_manifest(cvmfs_repo.manifest_body(S="4")))
+        os.rename(logrotate, logrotate + ".away")
+        try:
+            refused = subprocess.run(exec_start, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                     check=False)
+        finally:
+            os.rename(logrotate + ".away", logrotate)
+        assert refused.returncode == 1 and "Suggested content" in refused.stdout
+        assert "is 1 revision behind" in _lag_check(host).stdout
+        ran = subprocess.run(exec_start, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "snapshot of %s exited 0" % REPO in host.read("var/log/cvmfs/snapshots.log")
+        caught_up = _lag_check(host)
+        assert caught_up.returncode == 0 and "in sync with its stratum-0 at revision 4" in caught_up.stdout
+    finally:
+        with open(s0_manifest, "wb") as handle:
+            handle.write(original)
+        subprocess.run(exec_start, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
