@@ -224,17 +224,20 @@ def test_geoapi_account_in_server_local_and_never_in_the_output(site):
         assert GEO_KEY not in result.output
 
 
-def test_check_mode_on_a_new_host_changes_nothing(site, openbao):
-    """--check on a host that has nothing yet, without a GeoIP account: predicts, writes nothing."""
+def test_check_mode_on_a_new_host_changes_nothing(site, openbao, cvmfs_repo):
+    """--check on a host that has nothing yet, without a GeoIP account, public keys from files on
+    the controller: predicts, writes nothing."""
     squid = ReverseSquid()
     try:
         host = Host(site["base"], "s1-check", site["stratum0_url"], openbao, site["prefix"], 8080, squid)
-        result = host.run(check=True, stratum1_geo_account_id="", stratum1_geo_license_key="")
+        result = host.run(check=True, stratum1_geo_account_id="", stratum1_geo_license_key="",
+                          stratum1_public_key_source="files", stratum1_public_key_dir=cvmfs_repo.keys)
     finally:
         squid.close()
     assert result.rc == 0, result
     assert result.changed > 0
     assert "GeoAPI of localhost is off (CVMFS_GEO_DB_FILE=NONE)" in result.output
+    assert "the public key of %s is not on this host yet" % REPO in result.output
     assert not os.path.exists(host.path("etc/cvmfs"))
     assert not os.path.exists(host.path("calls.jsonl")), "no cvmfs_server command in check mode"
     assert os.listdir(host.path("etc/systemd/system")) == []
