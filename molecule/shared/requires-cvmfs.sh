@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Precondition of the molecule scenarios that install CernVM-FS (stratum0, stratum0-s3, publisher).
+# Precondition of the molecule scenarios that install CernVM-FS (stratum0, stratum0-s3, publisher, client, stratum1).
 # Exit 0 when lab hosts can install the CernVM-FS packages; otherwise print ONE line starting with
 # "CernVM-FS packages unavailable:" and exit 77, which tools/molecule.sh reports as SKIPPED (never
 # as passed). Decided without sending anything to the package host: its name must resolve here.

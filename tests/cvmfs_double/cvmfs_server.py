@@ -8,7 +8,7 @@ Run through the sh wrapper ``cvmfs_server`` next to this file.
 This is NOT cvmfs_server. It reproduces, for tests only, the flags, exit codes, messages and
 state files that the project's reference notes (cvmfs-facts.md, sections 1, 2 and 12) document
 for the sub-commands our modules drive: mkfs, import, rmfs, transaction, abort, publish, ingest,
-add-replica, snapshot, diff, list. Nothing is mounted, nothing is signed; manifests and whitelists
+add-replica, snapshot (also ``snapshot -a``, which the stratum-1 role's timer runs), diff, list. Nothing is mounted, nothing is signed; manifests and whitelists
 carry fake hashes and signatures.
 
 Environment:
@@ -861,52 +861,90 @@ def cmd_add_replica(args):
     out("Make sure to install the repository public key in /etc/cvmfs/keys/")
 
 
+LOGROTATE = os.path.join(ROOT, "etc/logrotate.d/cvmfs")
+LOG_DIR = os.path.join(ROOT, "var/log/cvmfs")
+
+
+def snapshot_one(alias, no_wait):
+    """Snapshot of one replica (``snapshot [-t] <alias>``); returns normally or dies."""
+    if not exists(alias):
+        die("The repository %s does not exist." % alias)
+    if not is_stratum1(alias):
+        die("Repository %s is not a stratum 1 repository" % alias)
+    conf = server_conf(alias)
+    if not conf.get("CVMFS_STRATUM1"):
+        die("Missing CVMFS_STRATUM1 URL in server.conf")
+    fire("snapshot:initial_in_progress")
+    os.makedirs(spool(alias), exist_ok=True)
+    lock_fd = os.open(spool(alias, "is_updating.lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        if no_wait:
+            die("another update is in progress... aborting")
+        out("waiting for another update to finish...")
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    storage = storage_of(conf, stratum1=True)
+    if storage is None:
+        die("TEST DOUBLE: stratum-1 storage %s is not a local or file:// location" % conf["CVMFS_STRATUM1"])
+    if not os.path.exists(os.path.join(storage, ".cvmfs_last_snapshot")):
+        out("Initial snapshot")
+    try:
+        for item in (".cvmfspublished", ".cvmfswhitelist"):
+            data = fetch(conf["CVMFS_STRATUM0"], item)
+            with open(os.path.join(storage, item), "wb") as handle:
+                handle.write(data)
+    except Exception:  # pylint: disable=broad-except
+        die("TEST DOUBLE: cannot fetch from %s (text not documented in the facts)" % conf["CVMFS_STRATUM0"])
+    stamp = now_utc().strftime("%a %b %d %H:%M:%S UTC %Y")
+    with open(os.path.join(storage, ".cvmfs_last_snapshot"), "w") as handle:
+        handle.write(stamp + "\n")
+    with open(os.path.join(storage, ".cvmfs_status.json"), "w") as handle:
+        json.dump({"last_snapshot": stamp}, handle)
+    out("(TEST DOUBLE) snapshot of %s at revision %d" % (alias, revision(storage)))
+    os.close(lock_fd)
+
+
+def snapshot_all(opts):
+    """``snapshot -a [-s] [-n] [-i] [-g group]`` (facts 1.15): needs the logrotate file unless -n,
+    snapshots every active replica of the group (-t implied), logs instead of printing, exits 0."""
+    if "-n" not in opts and not os.path.isfile(LOGROTATE):
+        # exit 1 and a suggested logrotate file, as documented; the wording is the double's own
+        out("TEST DOUBLE: /etc/logrotate.d/cvmfs is missing; create it or pass -n. Suggested content:")
+        out("/var/log/cvmfs/*.log {\n    weekly\n    missingok\n    notifempty\n}")
+        sys.exit(1)
+    group = opts.get("-g", "")
+    os.makedirs(LOG_DIR, exist_ok=True)
+    for alias in sorted(os.listdir(REPOS)) if os.path.isdir(REPOS) else []:
+        if not is_stratum1(alias):
+            continue
+        replica = read_conf(os.path.join(repo_dir(alias), "replica.conf"))
+        if replica.get("CVMFS_REPLICA_ACTIVE", "").lower() == "no":
+            continue
+        if server_conf(alias).get("CVMFS_SNAPSHOT_GROUP", "") != group:
+            continue
+        storage = storage_of(server_conf(alias), stratum1=True)
+        if "-i" in opts and not (storage and os.path.exists(os.path.join(storage, ".cvmfs_last_snapshot"))):
+            continue
+        log = os.path.join(LOG_DIR, (alias + ".log") if "-s" in opts else "snapshots.log")
+        with open(log, "a") as handle:
+            child = subprocess.run([sys.executable, os.path.abspath(__file__), "snapshot", "-t", alias],
+                                   stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, check=False)
+            handle.write("(TEST DOUBLE) snapshot of %s exited %d\n" % (alias, child.returncode))
+    sys.exit(0)
+
+
 def cmd_snapshot(args):
     opts, rest = parse("tasnig:", args)
     opts = dict(opts)
     if "-a" not in opts and any(k in opts for k in ("-s", "-n", "-i", "-g")):
         usage("options -s, -n, -i and -g need -a")
     if "-a" in opts:
-        die("TEST DOUBLE: snapshot -a is not implemented")
+        snapshot_all(opts)
     if not rest:
         usage("Please provide a repository name")
     for alias in rest:
-        if not exists(alias):
-            die("The repository %s does not exist." % alias)
-        if not is_stratum1(alias):
-            die("Repository %s is not a stratum 1 repository" % alias)
-        conf = server_conf(alias)
-        if not conf.get("CVMFS_STRATUM1"):
-            die("Missing CVMFS_STRATUM1 URL in server.conf")
-        fire("snapshot:initial_in_progress")
-        os.makedirs(spool(alias), exist_ok=True)
-        lock_fd = os.open(spool(alias, "is_updating.lock"), os.O_RDWR | os.O_CREAT)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            if "-t" in opts:
-                die("another update is in progress... aborting")
-            out("waiting for another update to finish...")
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        storage = storage_of(conf, stratum1=True)
-        if storage is None:
-            die("TEST DOUBLE: stratum-1 storage %s is not a local or file:// location" % conf["CVMFS_STRATUM1"])
-        if not os.path.exists(os.path.join(storage, ".cvmfs_last_snapshot")):
-            out("Initial snapshot")
-        try:
-            for item in (".cvmfspublished", ".cvmfswhitelist"):
-                data = fetch(conf["CVMFS_STRATUM0"], item)
-                with open(os.path.join(storage, item), "wb") as handle:
-                    handle.write(data)
-        except Exception:  # pylint: disable=broad-except
-            die("TEST DOUBLE: cannot fetch from %s (text not documented in the facts)" % conf["CVMFS_STRATUM0"])
-        stamp = now_utc().strftime("%a %b %d %H:%M:%S UTC %Y")
-        with open(os.path.join(storage, ".cvmfs_last_snapshot"), "w") as handle:
-            handle.write(stamp + "\n")
-        with open(os.path.join(storage, ".cvmfs_status.json"), "w") as handle:
-            json.dump({"last_snapshot": stamp}, handle)
-        out("(TEST DOUBLE) snapshot of %s at revision %d" % (alias, revision(storage)))
-        os.close(lock_fd)
+        snapshot_one(alias, "-t" in opts)
 
 
 def cmd_diff(args):

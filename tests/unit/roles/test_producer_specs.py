@@ -1,4 +1,4 @@
-"""Argument specs of the stratum0 and publisher roles against the example inventory, and the
+"""Argument specs of the stratum0, publisher and stratum1 roles against the example inventory, and the
 roles' documentation as ansible-doc renders it. Runs ansible-playbook on this machine; no services."""
 
 import os
@@ -22,8 +22,12 @@ def test_example_inventory_passes_the_argument_specs_and_the_catalogue():
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     # every stratum-0 and publisher host of the example was checked
     for host in ("s0.site-a.example.org", "s0.site-b.example.org", "pub1.site-a.example.org",
-                 "pub2.site-a.example.org", "pub1.site-b.example.org"):
+                 "pub2.site-a.example.org", "pub1.site-b.example.org", "s1.site-a.example.org",
+                 "s1.site-b.example.org"):
         assert host + " " in proc.stdout and "failed=0" in proc.stdout
+    # each stratum-1 replicates the entries whose `replicate` names one of its groups
+    assert "replicas of s1.site-a.example.org: software.example.org,containers.example.org" in proc.stdout
+    assert "replicas of s1.site-b.example.org: software.example.org,data.site-b.example.org" in proc.stdout
 
 
 def test_a_wrong_type_is_refused_by_the_spec(tmp_path):
@@ -36,8 +40,18 @@ def test_a_wrong_type_is_refused_by_the_spec(tmp_path):
     assert "stratum0_gateway_port" in proc.stdout
 
 
+def test_stratum1_spec_refuses_a_wrong_choice():
+    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", os.path.join(ROOT, "inventories/example/hosts.yml"),
+                           "--limit", "s1.site-a.example.org", os.path.join(HERE, "validate_specs.yml"),
+                           "-e", "roles_dir=" + os.path.join(ROOT, "roles"),
+                           "-e", '{"stratum1_public_key_source": "ldap", "stratum1_squid_port": "eight thousand"}'],
+                          env=_env(), capture_output=True, check=False, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "stratum1_public_key_source" in proc.stdout and "stratum1_squid_port" in proc.stdout
+
+
 def test_ansible_doc_renders_the_roles():
-    for role in ("stratum0", "publisher", "common"):
+    for role in ("stratum0", "publisher", "common", "stratum1"):
         proc = subprocess.run([os.path.join(BIN, "ansible-doc"), "-t", "role", "sharedsw.cvmfs." + role],
                               env=_env(), capture_output=True, check=False, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
