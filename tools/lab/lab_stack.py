@@ -226,7 +226,7 @@ def publish_hello(s3, bucket, key, repository, stratum0, stratum1, timeout, inte
 # --------------------------------------------------------------------------- command line
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     commands = parser.add_subparsers(dest="command", required=True)
     vault = commands.add_parser("vault", help="policies, AppRoles and S3 credentials in the lab's OpenBao")
     bucket = commands.add_parser("bucket", help="create the source bucket")

@@ -198,8 +198,8 @@ def test_vault_setup_gives_each_node_type_only_its_keys(openbao):
     publisher, public, stratum0 = login("publisher"), login("public"), login("stratum0")
     assert can_read(publisher, "cvmfs/%s/public" % REPO) and can_read(publisher, "cvmfs/%s/gateway" % REPO)
     assert not can_read(publisher, "cvmfs/%s/master" % REPO)
-    source = publisher.secrets.kv.v2.read_secret_version(path="cvmfs/s3/lab-software", mount_point="secret",
-                                                          raise_on_deleted_version=True)["data"]["data"]
+    source = publisher.secrets.kv.v2.read_secret_version(
+        path="cvmfs/s3/lab-software", mount_point="secret", raise_on_deleted_version=True)["data"]["data"]
     assert source == {"access_key": "lab-ak", "secret_key": "lab-sk"}
     assert can_read(public, "cvmfs/%s/public" % REPO)
     assert not can_read(public, "cvmfs/%s/gateway" % REPO) and not can_read(public, "cvmfs/s3/lab-software")
