@@ -87,3 +87,26 @@ def test_roles_accept_the_lab_variables(inventory):
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert "failed=0" in proc.stdout and "skipped=" in proc.stdout
     assert proc.stdout.count("ok=") == len(_lab_hosts())
+
+
+def test_example_inventory_is_a_complete_site():
+    """inventories/example: every node type populated, and with the values of its site.yml.example
+    (secrets given as dummies) every role of every host accepts its variables."""
+    inventory = os.path.join(ROOT, "inventories", "example", "hosts.yml")
+    listed = json.loads(subprocess.run([os.path.join(BIN, "ansible-inventory"), "-i", inventory, "--list"],
+                                       capture_output=True, text=True, check=True).stdout)
+    for group in GROUPS:
+        members = set(listed.get(group, {}).get("hosts", []))
+        for child in listed.get(group, {}).get("children", []):
+            members.update(listed.get(child, {}).get("hosts", []))
+        assert members, "group %s is empty in the example inventory" % group
+    secrets = dict(("vault_vaulted_%s" % name, "dummy-" + name) for name in (
+        "public_secret_id", "stratum0_secret_id", "publisher_secret_id", "amqp_password", "rgw_amqp_password",
+        "geo_license_key"))
+    proc = subprocess.run(
+        [os.path.join(BIN, "ansible-playbook"), "-i", inventory, os.path.join(HERE, "inventory_specs.yml"),
+         "-e", "@" + os.path.join(ROOT, "inventories", "example", "group_vars", "all", "site.yml.example"),
+         "-e", json.dumps(secrets), "-e", "roles_dir=" + os.path.join(ROOT, "roles")],
+        capture_output=True, text=True, check=False, env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("failed=0") == len(listed["_meta"]["hostvars"])
