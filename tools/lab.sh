@@ -188,10 +188,11 @@ up() {
   step 2 "lab hosts: $(hosts | awk '{print $1 " (" $3 ")"}' | paste -sd' ' | sed 's/ (/(/g; s/) /), /g')"
   local specs
   mapfile -t specs < <(hosts | awk '{print $1 "=" $2}')
-  "$LAB_TOOLS/hosts-up.sh" "${specs[@]}" || failed 2
-  if [ "$pkg_source" = preinstalled ] && [ -n "$LAB_IMAGE_HOOK" ]; then
-    "$LAB_TOOLS/cvmfs-check.sh" --image >&2 || failed 2
+  "$LAB_TOOLS/build-image.sh" || failed 2
+  if [ "$pkg_source" = preinstalled ]; then      # the hook said so: the built image must have it
+    "$LAB_TOOLS/cvmfs-check.sh" --image >&2 || exit $?
   fi
+  "$LAB_TOOLS/hosts-up.sh" "${specs[@]}" || failed 2
   step 3 "inventory"
   write_inventory "$pkg_source"
   echo "   $INVENTORY"
