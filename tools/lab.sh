@@ -23,6 +23,7 @@
 # "# lab-image-provides: cvmfs"; tools/lab/README.md).
 # Needs root, and ansible on PATH (e.g. the project's venv activated, or make lab).
 set -euo pipefail
+# (steps run as "step || failed N", where bash ignores set -e inside them: they check each command)
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 cd "$ROOT"
 # shellcheck source-path=SCRIPTDIR source=lab/common.sh
@@ -117,8 +118,8 @@ services_start() {
     "$PYTHON" -c 'import json, sys; s = json.load(open(sys.argv[1])); print("   %s: %s here, %s on the hosts" % (s["kind"], s["local"], s["remote"]))' \
       "$SERVICES/$kind/service.json"
   done
-  "$PYTHON" "$LAB_STACK" vault --services "$SERVICES" --repository "$REPO" --bucket "$BUCKET"
-  "$PYTHON" "$LAB_STACK" bucket --services "$SERVICES" --bucket "$BUCKET"
+  "$PYTHON" "$LAB_STACK" vault --services "$SERVICES" --repository "$REPO" --bucket "$BUCKET" || return 1
+  "$PYTHON" "$LAB_STACK" bucket --services "$SERVICES" --bucket "$BUCKET" || return 1
 }
 
 deploy() {
@@ -166,14 +167,14 @@ run_hello() {
     echo "   /cvmfs/$REPO/hello not on the client yet ($i/30)"; sleep 5
   done
   echo "   \$ /cvmfs/$REPO/hello    (on $(first_in clients))"
-  on "$client" "/cvmfs/$REPO/hello" | sed 's/^/   /'
+  on "$client" "/cvmfs/$REPO/hello" | sed 's/^/   /' || return 1
   echo "   the client's proxy and server, as it sees them:"
   on "$client" "cvmfs_talk -i $REPO proxy info; cvmfs_talk -i $REPO host info" | sed 's/^/     /'
   echo "   read again with an empty client cache (the squid answers from its own cache):"
-  on "$client" "cvmfs_talk -i $REPO cleanup 0 >/dev/null && cat /cvmfs/$REPO/hello >/dev/null"
+  on "$client" "cvmfs_talk -i $REPO cleanup 0 >/dev/null && cat /cvmfs/$REPO/hello >/dev/null" || return 1
   for squid in $(in_group squids 2); do
-    echo "   squid $(hosts | awk -v ip="$squid" '$2 == ip {print $1}') access.log, requests for $REPO:"
-    on "$squid" "grep -F '/cvmfs/$REPO/' /var/log/squid/access.log | tail -6 | awk '{print \$4, \$7, \$9}'" | sed 's/^/     /' || true
+    echo "   squid $(hosts | awk -v ip="$squid" '$2 == ip {print $1}') access.log, data objects of $REPO (result, URL, from):"
+    on "$squid" "grep -F '/cvmfs/$REPO/data/' /var/log/squid/access.log | tail -6 | awk '{print \$4, \$7, \$9}'" | sed 's/^/     /' || true
   done
 }
 
