@@ -110,3 +110,20 @@ def test_example_inventory_is_a_complete_site():
         capture_output=True, text=True, check=False, env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.stdout.count("failed=0") == len(listed["_meta"]["hostvars"])
+
+
+def test_inventory_records_where_cvmfs_comes_from():
+    """Step 3 writes the package source decided at step 1 (preinstalled: the roles add no repository)."""
+    work = tempfile.mkdtemp(prefix="lab-inventory-")
+    try:
+        path = os.path.join(work, "hosts.yml")
+        subprocess.run([os.path.join(ROOT, "tools", "lab.sh"), "inventory", "preinstalled"],
+                       env=dict(os.environ, LAB_INVENTORY=path), capture_output=True, check=True)
+        listed = json.loads(subprocess.run([os.path.join(BIN, "ansible-inventory"), "-i", path, "--list"],
+                                           capture_output=True, text=True, check=True).stdout)
+    finally:
+        subprocess.run(["rm", "-rf", "--", work], check=True)
+    for name in _lab_hosts():
+        hostvars = listed["_meta"]["hostvars"][name]
+        assert hostvars["cvmfs_package_source"] == "preinstalled"
+        assert hostvars["lab_services_dir"].endswith("/lab-services")
