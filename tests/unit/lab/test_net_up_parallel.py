@@ -22,7 +22,7 @@ def test_parallel_net_up_makes_one_bridge_and_one_rule():
                LAB_GW="10.250.%d.1" % (int(tag, 16) % 250), LAB_STATE_DIR=state)
     try:
         calls = [subprocess.Popen([os.path.join(LAB, "net-up.sh")], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(6)]
+                                  stderr=subprocess.PIPE, text=True) for _call in range(6)]
         outputs = [call.communicate(timeout=60) + (call.returncode,) for call in calls]
         assert [rc for _out, _err, rc in outputs] == [0] * 6, outputs
         assert all(not err for _out, err, _rc in outputs), outputs
