@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Test services of the harness made reachable from lab hosts, for molecule scenarios.
 
-    lab_services.py start STATE_DIR KIND HOST_IPS SSH_KEY [REMOTE_PORT]   (KIND: ceph | seaweedfs | openbao)
+    lab_services.py start STATE_DIR KIND HOST_IPS SSH_KEY [REMOTE_PORT]   (KIND: ceph | seaweedfs | openbao | rabbitmq)
     lab_services.py stop STATE_DIR
 
 `start` runs the harness server (tests/harness, bound to 127.0.0.1 on this machine, as in the
@@ -26,12 +26,16 @@ def serve(state_dir, kind, host_ips, ssh_key, remote_port=None):
     sys.path.insert(0, ROOT)
     from tests.harness.ceph import CephRGW
     from tests.harness.openbao import OpenBaoDev
+    from tests.harness.rabbitmq import RabbitMQ
     from tests.harness.seaweedfs import SeaweedFS
     signal.signal(signal.SIGTERM, lambda *args: sys.exit(0))  # run the harness cleanup on stop
-    service = {"ceph": CephRGW, "seaweedfs": SeaweedFS, "openbao": OpenBaoDev}[kind]()
+    service = {"ceph": CephRGW, "seaweedfs": SeaweedFS, "openbao": OpenBaoDev, "rabbitmq": RabbitMQ}[kind]()
     stop = os.path.join(state_dir, "stop")
     with service:
-        local = service.url if kind == "openbao" else service.endpoint_url
+        if kind == "rabbitmq":
+            local = "amqp://%s:%d" % (service.host, service.port)
+        else:
+            local = service.url if kind == "openbao" else service.endpoint_url
         port = int(local.rsplit(":", 1)[1])
         remote = int(remote_port) if remote_port else port
         tunnels = [subprocess.Popen(
@@ -39,10 +43,13 @@ def serve(state_dir, kind, host_ips, ssh_key, remote_port=None):
              "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=10", "-o", "LogLevel=ERROR",
              "-R", "127.0.0.1:%d:127.0.0.1:%d" % (remote, port), "root@" + host_ip],
             stdin=subprocess.DEVNULL) for host_ip in host_ips.split(",")]
-        state = {"kind": kind, "local": local, "remote": "http://127.0.0.1:%d" % remote,
-                 "tunnel_pids": [t.pid for t in tunnels]}
+        scheme = "amqp" if kind == "rabbitmq" else "http"
+        state = {"kind": kind, "local": local, "remote": "%s://127.0.0.1:%d" % (scheme, remote),
+                 "port": remote, "tunnel_pids": [t.pid for t in tunnels]}
         if kind == "openbao":
             state["token"] = service.root_token
+        elif kind == "rabbitmq":
+            state.update(username=service.user, password=service.password)
         else:
             state.update(access_key=service.access_key, secret_key=service.secret_key, region=service.region)
         time.sleep(2)

@@ -18,6 +18,11 @@ __metaclass__ = type
 import copy
 import re
 
+try:
+    from collections.abc import Mapping
+except ImportError:  # pragma: no cover - Python 2 is not supported
+    Mapping = dict
+
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
@@ -284,12 +289,24 @@ def _validate(label, value, spec):
     return result.validated_parameters["entry"]
 
 
+def _plain(value):
+    """A deep copy of ``value`` made of plain dicts and lists. Ansible 2.19 hands filters lazy
+    containers whose items are templated on access; ``copy.deepcopy`` of one copies its templating
+    context too, and an item that uses a filter (``lookup(...) | from_json``) then fails with
+    "filter plugin 'from_json' failed to load". Reading every item here templates it in place."""
+    if isinstance(value, Mapping):
+        return dict((key, _plain(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return copy.deepcopy(value)
+
+
 def normalise_entry(index, raw):
     """One checked catalogue entry with every default filled in (raises :class:`CvmfsError`)."""
     label = _entry_label(index, raw)
     if not isinstance(raw, dict):
         raise CvmfsError("%s must be a dict with at least name and stratum0, got %s" % (label, type(raw).__name__))
-    entry = _validate(label, copy.deepcopy(raw), CATALOGUE_SPEC)
+    entry = _validate(label, _plain(raw), CATALOGUE_SPEC)
     name = entry["name"]
     if not _NAME_RE.match(name):
         raise CvmfsError("%s: name %r is not a valid repository name (letters, digits, '-', '_', '.'; "

@@ -6,6 +6,11 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "$(readlink -f "$0")")/common.sh"
 lab_require_root
+# hosts booting in parallel each call this: one at a time, or a second caller finds the bridge
+# without its address yet (empty NETADDR) and the nft rule is added several times
+mkdir -p "$LAB_STATE_DIR"
+exec 7>"$LAB_STATE_DIR/net-up.lock"
+flock 7
 UPLINK=$(lab_uplink)
 [ -n "$UPLINK" ] || lab_die "no default route on this machine: cannot NAT the lab hosts"
 if ! ip link show "$LAB_BRIDGE" >/dev/null 2>&1; then
