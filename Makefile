@@ -1,6 +1,7 @@
 # sharedsw.cvmfs — one entry point for people and CI.
 #   make test   install what is needed, then lint, sanity, unit, integration, molecule
-#   make lab    create the local lab hosts and deploy playbooks/site.yml on them
+#   make lab    the whole service on lab hosts: hello uploaded to S3, published, run on a client
+#               through squid (exit 77, nothing created, without CernVM-FS packages)
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 VENV ?= $(ROOT)/.venv

@@ -10,6 +10,8 @@ STAMPS=$VENV/.stamps
 APT_PACKAGES=(
   # real test services (tests/harness)
   radosgw ceph-mon ceph-osd rabbitmq-server squid apache2
+  # stratum-1 role tests: GeoAPI through mod_wsgi, the logrotate file checked by logrotate
+  libapache2-mod-wsgi-py3 logrotate
   # lab hosts (tools/lab): systemd-nspawn containers on a private bridge
   mmdebstrap systemd-container nftables iproute2 zstd openssh-client rsync
   # the distribution Python our host programs run under (tested with it too)
