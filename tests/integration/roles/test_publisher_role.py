@@ -146,6 +146,14 @@ def _exec_start(site):
     return argv, env
 
 
+def test_the_timed_run_waits_for_the_lock_instead_of_skipping(site):
+    """The consumer shares the lock: the unit must wait for it (bounded), not exit 75 counted as success."""
+    argv, _env = _exec_start(site)
+    assert argv[-2:] == ["--wait-lock", "3600"]
+    unit = (site["root"] / "etc/systemd/system/sharedsw-cvmfs-publish@.service").read_text()
+    assert "SuccessExitStatus" not in unit
+
+
 def test_the_installed_job_publishes_from_s3(site):
     """Run the job as the unit would; the double stands in for cvmfs_server."""
     double = site["double"]
