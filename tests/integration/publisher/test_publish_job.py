@@ -9,6 +9,7 @@ which models the union mount /cvmfs/<repo> as a plain directory (transaction = f
 publish = keep, abort = restore the last published copy) with the documented exit codes.
 """
 
+import contextlib
 import io
 import json
 import os
@@ -288,14 +289,21 @@ def test_a_second_run_never_overlaps(site):
     assert site.run().returncode == 0
 
 
-def test_the_timed_run_waits_for_the_lock_then_runs(site):
-    """What the timer's unit does (--wait-lock): a held lock delays the full sync, never skips it."""
-    site.put("cvmfs/x", b"x")
+@contextlib.contextmanager
+def holding_the_lock(site):
+    """Hold the job's lock the way a run or the consumer does: flock, then the holder's pid in the file."""
     site.lock_file.parent.mkdir(parents=True)
     with open(str(site.lock_file), "w") as holder:
         fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
         holder.write("%d\n" % os.getpid())
         holder.flush()
+        yield
+
+
+def test_the_timed_run_waits_for_the_lock_then_runs(site):
+    """What the timer's unit does (--wait-lock): a held lock delays the full sync, never skips it."""
+    site.put("cvmfs/x", b"x")
+    with holding_the_lock(site):
         job = site.start(extra_args=["--wait-lock", "300"])
         try:
             ready = select.select([job.stdout], [], [], 60)[0]  # a guard against hanging, not a measurement
@@ -316,11 +324,7 @@ def test_the_timed_run_waits_for_the_lock_then_runs(site):
 
 def test_the_timed_run_gives_up_waiting_with_a_clear_message(site):
     site.put("cvmfs/x", b"x")
-    site.lock_file.parent.mkdir(parents=True)
-    with open(str(site.lock_file), "w") as holder:
-        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
-        holder.write("%d\n" % os.getpid())
-        holder.flush()
+    with holding_the_lock(site):
         result = site.run(extra_args=["--wait-lock", "1"])
     assert result.returncode == 4, result.log
     assert "gave up waiting for the publish lock of %s: pid %d still holds %s after 1 seconds" % (
