@@ -6,8 +6,8 @@ real CernVM-FS 2.12. It lives in the project's shared fixtures directory next to
 environment variable ``SHAREDSW_CVMFS_REPO_FIXTURE`` points somewhere else. Tests that need it
 skip with one clear message when it is absent.
 
-Test modules define their fixture as ``cvmfs_repo = pytest.fixture(scope="module")(...)`` around
-:func:`fixture_repo_or_skip`. Expected values are read here from the fixture's own files with plain text handling (not with the
+Test modules import the module-scoped fixture :func:`cvmfs_repo` (or call
+:func:`fixture_repo_or_skip`). Expected values are read here from the fixture's own files with plain text handling (not with the
 code under test). Signing helpers use the fixture's test-only private keys; they never print,
 return or log key material.
 """
@@ -22,7 +22,7 @@ import zlib
 import pytest
 
 ENV = "SHAREDSW_CVMFS_REPO_FIXTURE"
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def find_fixture():
@@ -211,3 +211,9 @@ def fixture_repo_or_skip():
         pytest.skip("real CernVM-FS repository fixture not found: expected ../shared/fixtures/cvmfs-repo "
                     "next to the checkout, or set %s to its directory" % ENV)
     return FixtureRepo(root)
+
+
+@pytest.fixture(scope="module")
+def cvmfs_repo():
+    """The real CernVM-FS 2.12 repository fixture (skips when absent); import it into a test module."""
+    return fixture_repo_or_skip()
