@@ -11,8 +11,11 @@ and runs it from the ``sharedsw-cvmfs-publish@<repo>`` systemd service::
 
 One run:
 
-1. takes an exclusive lock (``flock``) so two runs for one repository never overlap; a second
-   run exits ``75`` at once (or waits ``--wait-lock`` seconds);
+1. takes an exclusive lock (``flock``) so two runs for one repository never overlap (the
+   notification consumer takes the same lock for each batch); a second run exits ``75`` at once,
+   or with ``--wait-lock SECONDS`` (what the timer's unit passes, so that the timed full sync is
+   never silently skipped) waits for the lock and exits ``4`` with a message naming the holder
+   if it is still held after that long;
 2. recovers from a crashed earlier run: a transaction that THIS job opened (its marker file says
    so) is aborted; a transaction somebody else opened is left alone and the job fails (``3``);
 3. plans the sync (``s3_sync`` in check mode against the published tree) and lists tarballs
@@ -28,7 +31,8 @@ One run:
 Exit status (what monitoring alerts on): ``0`` published or nothing to do; ``1`` failed, the
 repository is clean (nothing half-published, transaction aborted); ``2`` bad configuration;
 ``3`` failed AND needs a human (abort failed, or a transaction this job did not open);
-``75`` another run holds the lock. Each run also writes ``<state_dir>/last-run.json``.
+``4`` gave up waiting ``--wait-lock`` seconds for the lock (nothing done); ``75`` another run holds
+the lock (no ``--wait-lock``). Each run that gets the lock writes ``<state_dir>/last-run.json``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -58,6 +62,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_NEEDS_HUMAN = 3
+EXIT_LOCK_TIMEOUT = 4
 EXIT_BUSY = 75
 
 TARBALL_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst", ".tgz", ".tar")
@@ -281,6 +286,24 @@ class Lock:
             self.handle.write("%d\n" % os.getpid())
             self.handle.flush()
             return True
+
+    def holder(self):
+        """Who holds the lock, as far as the file and /proc say: ``"the notification consumer (pid 12)"``."""
+        try:
+            with open(self.path) as handle:
+                pid = int(handle.read().split()[0])
+        except (IOError, OSError, ValueError, IndexError):
+            return "an unknown process"
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                argv = handle.read().decode("utf-8", "replace").split("\0")
+        except (IOError, OSError):
+            argv = []
+        if __package__ and __package__ + "._events" in argv:
+            return "the notification consumer (pid %d)" % pid
+        if __package__ and __package__ + "._publish_job" in argv:
+            return "another run of the publish job (pid %d)" % pid
+        return "pid %d" % pid
 
     def release(self):
         if self.handle is not None:
@@ -706,10 +729,15 @@ def main(argv=None, log=None, env=None):
     parser = argparse.ArgumentParser(prog="python3 -m sharedsw_cvmfs._publish_job",
                                      description="Sync an S3 prefix into a CernVM-FS repository and publish it.")
     parser.add_argument("--config", required=True, help="the job's JSON config")
-    parser.add_argument("--wait-lock", type=float, default=0.0,
-                        help="seconds to wait for another run to finish (default: exit 75 at once)")
+    parser.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long for the lock held by another run or the notification consumer, then "
+                             "exit 4 (default: exit 75 at once)")
     args = parser.parse_args(argv)
     log = log or Log()
+    if not 0 <= args.wait_lock < float("inf"):
+        log.error("bad configuration: --wait-lock must be a finite number of seconds, 0 or more; got %s"
+                  % args.wait_lock)
+        return EXIT_CONFIG
     try:
         config = load_config(args.config)
         if not os.path.isdir(config["state_dir"]):
@@ -719,9 +747,19 @@ def main(argv=None, log=None, env=None):
         log.error("bad configuration: %s" % error.message)
         return EXIT_CONFIG
     lock = Lock(config["lock_file"])
-    if not lock.acquire(args.wait_lock):
-        log.info("another run for %s holds %s; not starting a second one" % (config["repository"], config["lock_file"]))
-        return EXIT_BUSY
+    if not lock.acquire():
+        if not args.wait_lock:
+            log.info("another run for %s holds %s; not starting a second one"
+                     % (config["repository"], config["lock_file"]))
+            return EXIT_BUSY
+        log.info("%s holds the publish lock %s; waiting up to %g seconds for it"
+                 % (lock.holder(), config["lock_file"], args.wait_lock))
+        if not lock.acquire(args.wait_lock):
+            log.error("gave up waiting for the publish lock of %s: %s still holds %s after %g seconds (--wait-lock), "
+                      "so this run did not sync or publish. The next run tries again; if this repeats, find out "
+                      "why the lock is held that long, or raise --wait-lock (publisher_job_lock_wait of the "
+                      "publisher role)" % (config["repository"], lock.holder(), config["lock_file"], args.wait_lock))
+            return EXIT_LOCK_TIMEOUT
     started = time.time()
     status = EXIT_FAILED
     job.summary["started"] = _now_text()

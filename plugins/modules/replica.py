@@ -205,15 +205,14 @@ import pwd
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
-    S3_ARGUMENT_SPEC, SERVER_ARGUMENT_SPEC, ReplicaExists, RepositoryMissing, add_run_results, paths_from_params,
-    server_from_params)
+    S3_ARGUMENT_SPEC, SERVER_ARGUMENT_SPEC, ReplicaExists)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
-    conf_value, ensure_file, fetch_url, is_valid_repo_name, read_storage_object, read_text, redact_config_text,
-    render_s3_config, repository_state, signed_header, update_config_text, write_file_atomic)
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsModule
+    conf_value, fetch_url, read_storage_object, repository_state)
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsServerModule, revision_of
 
 
-class ReplicaModule(CvmfsModule):
+class ReplicaModule(CvmfsServerModule):
+    noun = "replica"
     argument_spec = dict(SERVER_ARGUMENT_SPEC, **S3_ARGUMENT_SPEC)
     argument_spec.update(
         apache=dict(type="bool", default=True),
@@ -235,55 +234,22 @@ class ReplicaModule(CvmfsModule):
         required_if=[("state", "present", ("public_key", "stratum0_url"))],
     )
 
-    def run(self):
-        params = self.params
-        self.name = params["name"]
-        if not is_valid_repo_name(self.name):
-            raise CvmfsError("name %r is not a valid replica name: use letters, digits, '-', '_' and '.', starting "
-                             "with a letter or digit, at most 60 characters" % self.name)
-        self.paths = paths_from_params(params)
-        self.server = server_from_params(params, self.check_mode)
-        self.diffs = []
-        self.results["name"] = self.name
-        current = repository_state(self.name, self.paths)
+    def check_current(self, current):
         if current is not None and current["type"] != "stratum1":
             raise CvmfsError("%s is a stratum-0 repository on this host, not a replica: choose another name (alias) "
                              "for the replica, or manage it with sharedsw.cvmfs.repository" % self.name)
-        try:
-            if params["state"] == "absent":
-                self.absent(current)
-            elif params["state"] == "snapshot":
-                if current is None:
-                    raise CvmfsError("replica %s does not exist on this host: create it with state=present first"
-                                     % self.name)
-                self.snapshot(current)
-            else:
-                self.present(current)
-        finally:
-            add_run_results(self.results, self.server, getattr(self.ansible, "_verbosity", 0))
-        self.results["replica"] = repository_state(self.name, self.paths)
-        if self.diff_mode and self.diffs:
-            self.results["diff"] = self.diffs
 
-    # ------------------------------------------------------------------ absent
-
-    def absent(self, current):
-        if current is None:
-            return
-        self.results["changed"] = True
-        self.diffs.append(self.state_diff("present", "absent"))
-        try:
-            self.server.run("rmfs", name=self.name, preserve=self.params["preserve_data"])
-        except RepositoryMissing:
-            self.results["changed"] = False
-            return
-        s3_path = self.s3_config_path()
-        if not self.params["preserve_data"] and os.path.isfile(s3_path) and not self.check_mode:
-            os.unlink(s3_path)
-
-    def state_diff(self, before, after):
-        return {"before_header": "replica " + self.name, "after_header": "replica " + self.name,
-                "before": "state: %s\n" % before, "after": "state: %s\n" % after}
+    def apply(self, current):
+        state = self.params["state"]
+        if state == "absent":
+            self.remove(current)
+        elif state == "snapshot":
+            if current is None:
+                raise CvmfsError("replica %s does not exist on this host: create it with state=present first"
+                                 % self.name)
+            self.snapshot(current)
+        else:
+            self.present(current)
 
     # ------------------------------------------------------------------ present
 
@@ -310,9 +276,6 @@ class ReplicaModule(CvmfsModule):
                              % (self.name, self.name, url))
         return url.rstrip("/")[:-len(suffix)]
 
-    def s3_config_path(self):
-        return self.params["s3_config_path"] or os.path.join(self.paths.etc_dir, "s3", self.name + ".conf")
-
     def present(self, current):
         params = self.params
         try:
@@ -326,15 +289,7 @@ class ReplicaModule(CvmfsModule):
             if not params["s3_config"]:
                 raise CvmfsError("storage=s3 needs s3_config")
             s3_path = self.s3_config_path()
-            try:
-                text = render_s3_config(params["s3_config"], "Managed by sharedsw.cvmfs.replica for %s" % self.name)
-            except ValueError as error:
-                raise CvmfsError(str(error))
-            changed, old = ensure_file(s3_path, text, 0o600, owner_pw.pw_uid, owner_pw.pw_gid, self.check_mode)
-            if changed:
-                self.results["changed"] = True
-                self.diffs.append({"before_header": s3_path, "after_header": s3_path,
-                                   "before": redact_config_text(old or ""), "after": redact_config_text(text)})
+            self.ensure_s3_config(s3_path, owner_pw)
         if current is None:
             self.results["changed"] = True
             self.diffs.append(self.state_diff("absent", "present"))
@@ -369,27 +324,10 @@ class ReplicaModule(CvmfsModule):
         self.update_conf(self.paths.server_conf(self.name), server)
         self.update_conf(self.paths.replica_conf(self.name), {"CVMFS_PUBLIC_KEY": public_key})
 
-    def update_conf(self, path, wanted):
-        old = read_text(path) or ""
-        new = update_config_text(old, wanted)
-        if new == old:
-            return
-        self.results["changed"] = True
-        self.diffs.append({"before_header": path, "after_header": path,
-                           "before": redact_config_text(old), "after": redact_config_text(new)})
-        if not self.check_mode:
-            write_file_atomic(path, new)
-
     # ------------------------------------------------------------------ snapshot
 
-    def read_revision(self, state, what):
-        try:
-            data = read_storage_object(state, ".cvmfspublished", self.paths) if state else None
-        except IOError as error:
-            self.ansible.warn("could not read the %s revision of %s: %s" % (what, self.name, error))
-            return None
-        value = signed_header(data).get("S") if data else None
-        return int(value) if value and value.isdigit() else None
+    def replica_revision(self, state):
+        return self.read_revision(state, "could not read the replica revision of %s" % self.name)
 
     def last_snapshot(self, state):
         try:
@@ -406,11 +344,10 @@ class ReplicaModule(CvmfsModule):
         except IOError as error:
             self.ansible.warn("could not read the stratum-0 revision from %s: %s" % (url, error))
             return None
-        value = signed_header(data).get("S") if data else None
-        return int(value) if value and value.isdigit() else None
+        return revision_of(data)
 
     def snapshot(self, state):
-        before = self.read_revision(state, "replica") if state and self.last_snapshot(state) is not None else None
+        before = self.replica_revision(state) if state and self.last_snapshot(state) is not None else None
         self.results["revision_before"] = before
         if self.check_mode:
             after = self.stratum0_revision(state)
@@ -421,7 +358,7 @@ class ReplicaModule(CvmfsModule):
             return
         result = self.server.run("snapshot", name=self.name, no_wait=not self.params["wait"])
         self.results["initial"] = "Initial snapshot" in result.stdout
-        after = self.read_revision(repository_state(self.name, self.paths), "replica")
+        after = self.replica_revision(repository_state(self.name, self.paths))
         self.results["revision_after"] = after
         if self.results["initial"] or after != before:
             self.results["changed"] = True

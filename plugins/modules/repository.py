@@ -274,13 +274,11 @@ import pwd
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
-    S3_ARGUMENT_SPEC, SERVER_ARGUMENT_SPEC, RepositoryExists, RepositoryMissing, WhitelistExpired,
-    add_run_results, paths_from_params, server_from_params)
+    S3_ARGUMENT_SPEC, SERVER_ARGUMENT_SPEC, RepositoryExists, WhitelistExpired)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
-    KEY_KINDS, conf_value, ensure_file, is_valid_repo_name, key_files, parse_whitelist_expiry, public_key_text,
-    read_storage_object, read_text, redact_config_text, render_s3_config, repository_state, update_config_text,
-    write_file_atomic)
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsModule
+    KEY_KINDS, conf_value, key_files, parse_whitelist_expiry, public_key_text, read_storage_object, read_text,
+    repository_state)
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsServerModule
 
 
 # module option -> server.conf variables it is kept in
@@ -294,7 +292,8 @@ SETTING_KEYS = {
 }
 
 
-class RepositoryModule(CvmfsModule):
+class RepositoryModule(CvmfsServerModule):
+    noun = "repository"
     argument_spec = dict(
         SERVER_ARGUMENT_SPEC,
         **S3_ARGUMENT_SPEC
@@ -328,47 +327,16 @@ class RepositoryModule(CvmfsModule):
         ],
     )
 
-    def run(self):
-        params = self.params
-        self.name = params["name"]
-        if not is_valid_repo_name(self.name):
-            raise CvmfsError("name %r is not a valid repository name: use letters, digits, '-', '_' and '.', "
-                             "starting with a letter or digit, at most 60 characters" % self.name)
-        self.paths = paths_from_params(params)
-        self.server = server_from_params(params, self.check_mode)
-        self.diffs = []
-        self.results["name"] = self.name
-        current = repository_state(self.name, self.paths)
+    def check_current(self, current):
         if current is not None and current["type"] != "stratum0":
             raise CvmfsError("%s is a stratum-1 replica on this host, not a stratum-0 repository: manage it with "
                              "sharedsw.cvmfs.replica or choose another name" % self.name)
-        try:
-            if params["state"] == "absent":
-                self.absent(current)
-            else:
-                self.present(current)
-        finally:
-            add_run_results(self.results, self.server, getattr(self.ansible, "_verbosity", 0))
-        self.results["repository"] = repository_state(self.name, self.paths)
-        if self.diff_mode and self.diffs:
-            self.results["diff"] = self.diffs
 
-    # ------------------------------------------------------------------ absent
-
-    def absent(self, current):
-        if current is None:
-            return
-        self.results["changed"] = True
-        self.diffs.append({"before_header": "repository " + self.name, "after_header": "repository " + self.name,
-                           "before": "state: present\n", "after": "state: absent\n"})
-        try:
-            self.server.run("rmfs", name=self.name, preserve=self.params["preserve_data"])
-        except RepositoryMissing:
-            self.results["changed"] = False
-            return
-        s3_path = self.s3_config_path()
-        if not self.params["preserve_data"] and os.path.isfile(s3_path) and not self.check_mode:
-            os.unlink(s3_path)
+    def apply(self, current):
+        if self.params["state"] == "absent":
+            self.remove(current)
+        else:
+            self.present(current)
 
     # ------------------------------------------------------------------ present
 
@@ -426,20 +394,6 @@ class RepositoryModule(CvmfsModule):
             wanted[key] = value
         return wanted
 
-    def s3_config_path(self):
-        return self.params["s3_config_path"] or os.path.join(self.paths.etc_dir, "s3", self.name + ".conf")
-
-    def ensure_s3_config(self, path, owner_pw):
-        try:
-            text = render_s3_config(self.params["s3_config"], "Managed by sharedsw.cvmfs.repository for %s" % self.name)
-        except ValueError as error:
-            raise CvmfsError(str(error))
-        changed, old = ensure_file(path, text, 0o600, owner_pw.pw_uid, owner_pw.pw_gid, self.check_mode)
-        if changed:
-            self.results["changed"] = True
-            self.diffs.append({"before_header": path, "after_header": path,
-                               "before": redact_config_text(old or ""), "after": redact_config_text(text)})
-
     def keys_argument(self):
         """The -k value for mkfs, after checking what /etc/cvmfs/keys already holds."""
         params = self.params
@@ -481,9 +435,7 @@ class RepositoryModule(CvmfsModule):
         """mkfs (or import); ``False`` if the repository turned out to exist already."""
         params = self.params
         storage = params["storage"]
-        self.diffs.append({"before_header": "repository " + self.name, "after_header": "repository " + self.name,
-                           "before": "state: absent\n",
-                           "after": "state: present\nstorage: %s\nowner: %s\n" % (storage, params["owner"])})
+        self.diffs.append(self.state_diff("absent", "present\nstorage: %s\nowner: %s" % (storage, params["owner"])))
         keys_dir = self.keys_argument()
         if params["import_storage"]:
             return self.import_storage(w_url, keys_dir)
@@ -531,14 +483,7 @@ class RepositoryModule(CvmfsModule):
                 after = "".join("%s=%s\n" % (k, v) for k, v in sorted(wanted.items()))
                 self.diffs.append({"before_header": path, "after_header": path, "before": "", "after": after})
             return
-        new = update_config_text(old, wanted)
-        if new == old:
-            return
-        self.results["changed"] = True
-        self.diffs.append({"before_header": path, "after_header": path,
-                           "before": redact_config_text(old), "after": redact_config_text(new)})
-        if not self.check_mode:
-            write_file_atomic(path, new)
+        self.update_conf(path, wanted, old)
 
     def warn_immutable(self, current):
         params = self.params

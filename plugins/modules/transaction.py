@@ -227,15 +227,15 @@ import re
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
-    SERVER_ARGUMENT_SPEC, AlreadyInTransaction, NotInTransaction, PublishActive, add_run_results,
-    paths_from_params, server_from_params)
+    SERVER_ARGUMENT_SPEC, AlreadyInTransaction, NotInTransaction, PublishActive)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
-    in_transaction, is_publishing, is_valid_repo_name, read_storage_object, repository_state,
-    scratch_has_changes, signed_header)
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsModule
+    in_transaction, is_publishing, repository_state, scratch_has_changes)
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsServerModule
 
 
-class TransactionModule(CvmfsModule):
+class TransactionModule(CvmfsServerModule):
+    noun = "repository"
+    initial_results = dict(published=False, aborted=False)
     argument_spec = dict(SERVER_ARGUMENT_SPEC)
     argument_spec.update(
         ingest=dict(type="dict", options=dict(
@@ -261,34 +261,28 @@ class TransactionModule(CvmfsModule):
         required_by={"tag_description": "tag"},
     )
 
-    def run(self):
-        params = self.params
-        self.name = params["name"]
-        if not is_valid_repo_name(self.name):
-            hint = " (put the sub-path in lease_path)" if "/" in self.name else ""
-            raise CvmfsError("name %r is not a valid repository name%s" % (self.name, hint))
-        self.paths = paths_from_params(params)
-        self.server = server_from_params(params, self.check_mode)
-        self.results.update(name=self.name, published=False, aborted=False)
-        self.check_arguments()
-        state = repository_state(self.name, self.paths)
-        if state is None:
+    def name_hint(self):
+        return " (put the sub-path in lease_path)" if "/" in self.name else ""
+
+    def check_current(self, current):
+        if current is None:
             raise CvmfsError("repository %s does not exist on this host: create it first with "
                              "sharedsw.cvmfs.repository" % self.name)
-        if state["type"] != "stratum0":
+        if current["type"] != "stratum0":
             raise CvmfsError("%s is a stratum-1 replica on this host: transactions need a stratum-0 repository "
                              "or a gateway publisher" % self.name)
-        if params["lease_path"] and state["storage"] != "gateway":
+        if self.params["lease_path"] and current["storage"] != "gateway":
             raise CvmfsError("lease_path is for gateway publishers; %s uses %s storage: drop lease_path"
-                             % (self.name, state["storage"]))
-        self.repo = state
-        was_open = state["in_transaction"]
-        try:
-            getattr(self, "state_" + params["state"])(was_open)
-        finally:
-            add_run_results(self.results, self.server, getattr(self.ansible, "_verbosity", 0))
+                             % (self.name, current["storage"]))
+
+    def apply(self, current):
+        getattr(self, "state_" + self.params["state"])(current["in_transaction"])
+
+    def finish(self, current):
+        was_open = current["in_transaction"]
         if self.check_mode:
-            now_open = {"opened": True, "aborted": False}.get(params["state"], was_open and not self.results["changed"])
+            predicted = {"opened": True, "aborted": False}
+            now_open = predicted.get(self.params["state"], was_open and not self.results["changed"])
         else:
             now_open = in_transaction(self.name, self.paths)
         self.results["in_transaction"] = now_open
@@ -422,13 +416,9 @@ class TransactionModule(CvmfsModule):
             self.results["tag"] = tag
         if self.check_mode:
             return
-        try:
-            data = read_storage_object(repository_state(self.name, self.paths), ".cvmfspublished", self.paths)
-        except IOError as error:
-            self.ansible.warn("published, but could not read the new revision of %s: %s" % (self.name, error))
-            data = None
-        revision = signed_header(data).get("S") if data else None
-        self.results["revision"] = int(revision) if revision and revision.isdigit() else None
+        self.results["revision"] = self.read_revision(repository_state(self.name, self.paths),
+                                                      "published, but could not read the new revision of %s"
+                                                      % self.name)
 
 
 def main():

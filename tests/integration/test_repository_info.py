@@ -14,20 +14,14 @@ import tempfile
 
 import pytest
 
-from tests.cvmfs_repo_fixture import (
-    fixture_repo_or_skip,
+from tests.support.cvmfs_repo import (  # pylint: disable=unused-import
+    cvmfs_repo,  # noqa: F401  (the pytest fixture)
     flip_byte,
     new_signing_identity,
     public_pem,
     store_object,
     write,
 )
-
-
-@pytest.fixture(scope="module")
-def cvmfs_repo():
-    """The real CernVM-FS 2.12 repository fixture (skips when absent)."""
-    return fixture_repo_or_skip()
 
 
 pytestmark = pytest.mark.integration

@@ -1,18 +1,11 @@
 """Hosts of the publisher scenario, from molecule's inventory."""
 
-import pytest
-import testinfra
+import os
+import sys
 
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))  # for tests.support
 
-def _host(request, name):
-    return testinfra.get_host("ansible://" + name, ansible_inventory=request.config.option.ansible_inventory)
+from tests.support.testinfra_hosts import lab_host  # noqa: E402  pylint: disable=wrong-import-position
 
-
-@pytest.fixture(scope="module")
-def stratum0(request):
-    return _host(request, "p-s0")
-
-
-@pytest.fixture(scope="module")
-def publisher(request):
-    return _host(request, "p-pub")
+stratum0 = lab_host("p-s0")
+publisher = lab_host("p-pub")

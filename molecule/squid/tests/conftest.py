@@ -1,28 +1,13 @@
 """Hosts of the squid scenario, by role in the test, from molecule's inventory."""
 
-import pytest
-import testinfra
+import os
+import sys
 
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))  # for tests.support
 
-def _host(request, name):
-    return testinfra.get_host("ansible://" + name, ansible_inventory=request.config.option.ansible_inventory)
+from tests.support.testinfra_hosts import lab_host  # noqa: E402  pylint: disable=wrong-import-position
 
-
-@pytest.fixture(scope="module")
-def proxy(request):
-    return _host(request, "sq-proxy")
-
-
-@pytest.fixture(scope="module")
-def stratum1(request):
-    return _host(request, "sq-s1")
-
-
-@pytest.fixture(scope="module")
-def client(request):
-    return _host(request, "sq-client")
-
-
-@pytest.fixture(scope="module")
-def outsider(request):
-    return _host(request, "sq-outsider")
+proxy = lab_host("sq-proxy")
+stratum1 = lab_host("sq-s1")
+client = lab_host("sq-client")
+outsider = lab_host("sq-outsider")

@@ -9,9 +9,11 @@ which models the union mount /cvmfs/<repo> as a plain directory (transaction = f
 publish = keep, abort = restore the last published copy) with the documented exit codes.
 """
 
+import contextlib
 import io
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -91,20 +93,30 @@ class Site:
         listing = self.s3.client().list_objects_v2(Bucket=self.bucket)
         return sorted(o["Key"] for o in listing.get("Contents", []))
 
-    def run(self, fail=(), signal_parent=None, extra_args=(), **config):
-        self.config.update(config)
+    def _command(self, extra_args=(), fail=(), signal_parent=None, **env):
+        """argv and environment of one job run, as the unit runs it."""
         path = self.tmp / "job.json"
         path.write_text(json.dumps(self.config))
         env = dict(os.environ, CVMFS_DOUBLE_ROOT=str(self.root), PYTHONPATH=self.package_dir,
-                   CVMFS_DOUBLE_FAIL=",".join(fail))
+                   CVMFS_DOUBLE_FAIL=",".join(fail), **env)
         env.pop("AWS_ACCESS_KEY_ID", None)
         env.pop("AWS_SECRET_ACCESS_KEY", None)
         if signal_parent:
             env["CVMFS_DOUBLE_SIGNAL_PARENT"] = signal_parent
-        proc = subprocess.run([sys.executable, "-m", "sharedsw_cvmfs._publish_job", "--config", str(path)]
-                              + list(extra_args), env=env, capture_output=True, check=False, text=True, timeout=120, cwd="/")
+        return [sys.executable, "-m", "sharedsw_cvmfs._publish_job", "--config", str(path)] + list(extra_args), env
+
+    def run(self, fail=(), signal_parent=None, extra_args=(), **config):
+        self.config.update(config)
+        argv, env = self._command(extra_args, fail, signal_parent)
+        proc = subprocess.run(argv, env=env, capture_output=True, check=False, text=True, timeout=120, cwd="/")
         proc.log = proc.stdout + proc.stderr
         return proc
+
+    def start(self, extra_args=()):
+        """The job as a child process (output merged into ``stdout``, a text pipe), for tests that interleave."""
+        argv, env = self._command(extra_args, PYTHONUNBUFFERED="1")
+        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, text=True, cwd="/")
 
     def calls(self):
         path = self.root / "calls.jsonl"
@@ -275,6 +287,73 @@ def test_a_second_run_never_overlaps(site):
     assert site.commands() == []
     assert "not starting a second one" in result.log
     assert site.run().returncode == 0
+
+
+@contextlib.contextmanager
+def holding_the_lock(site):
+    """Hold the job's lock the way a run or the consumer does: flock, then the holder's pid in the file."""
+    site.lock_file.parent.mkdir(parents=True)
+    with open(str(site.lock_file), "w") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        holder.write("%d\n" % os.getpid())
+        holder.flush()
+        yield
+
+
+def test_the_timed_run_waits_for_the_lock_then_runs(site):
+    """What the timer's unit does (--wait-lock): a held lock delays the full sync, never skips it."""
+    site.put("cvmfs/x", b"x")
+    with holding_the_lock(site):
+        job = site.start(extra_args=["--wait-lock", "300"])
+        try:
+            ready = select.select([job.stdout], [], [], 60)[0]  # a guard against hanging, not a measurement
+            waiting = job.stdout.readline() if ready else "(the job said nothing while the lock was held)"
+        except BaseException:
+            job.kill()
+            raise
+        if not ready:
+            job.kill()
+        assert "pid %d holds the publish lock" % os.getpid() in waiting and "waiting up to 300 seconds" in waiting
+        assert job.poll() is None and site.commands() == []
+    output = waiting + job.communicate(timeout=120)[0]
+    assert job.returncode == 0, output
+    assert site.commands() == ["transaction", "publish"]
+    assert site.tree(site.published()) == {"x": b"x"}
+    assert site.last_run()["outcome"] == "ok"
+
+
+def test_the_timed_run_gives_up_waiting_with_a_clear_message(site):
+    site.put("cvmfs/x", b"x")
+    with holding_the_lock(site):
+        result = site.run(extra_args=["--wait-lock", "1"])
+    assert result.returncode == 4, result.log
+    assert "gave up waiting for the publish lock of %s: pid %d still holds %s after 1 seconds" % (
+        REPO, os.getpid(), site.lock_file) in result.stderr
+    assert "did not sync or publish" in result.stderr
+    assert site.commands() == [] and not (site.state_dir / "last-run.json").exists()
+
+
+def test_the_timed_run_names_the_notification_consumer_holding_the_lock(site):
+    site.lock_file.parent.mkdir(parents=True)
+    consumer = subprocess.Popen(  # a stand-in with the consumer's command line, holding the lock
+        [sys.executable, "-c", "import fcntl, sys, time; h = open(sys.argv[1], 'w'); fcntl.flock(h, fcntl.LOCK_EX); "
+         "h.write('%d' % __import__('os').getpid()); h.flush(); print('locked', flush=True); time.sleep(600)",
+         str(site.lock_file), "-m", "sharedsw_cvmfs._events"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert consumer.stdout.readline() == "locked\n"
+        result = site.run(extra_args=["--wait-lock", "1"])
+    finally:
+        consumer.kill()
+        consumer.wait()
+    assert result.returncode == 4, result.log
+    assert "the notification consumer (pid %d) still holds" % consumer.pid in result.stderr
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_wait_lock_must_be_a_finite_number_of_seconds(site, value):
+    result = site.run(extra_args=["--wait-lock", value])
+    assert result.returncode == 2 and "--wait-lock must be a finite number of seconds" in result.stderr
+    assert site.commands() == []
 
 
 def test_publisher_sub_path_takes_a_lease_on_it(tmp_path, seaweedfs, package_dir):

@@ -58,6 +58,14 @@ def run_playbook(workdir, playbook, extra_vars, check=False, env=None):
     return PlaybookResult(proc)
 
 
+def assert_converged_then_unchanged(first, second):
+    """The first run of a playbook changed something and succeeded; the second changed nothing."""
+    assert first.rc == 0, first
+    assert first.changed > 0, first
+    assert second.rc == 0, second
+    assert second.changed == 0, second
+
+
 def systemd_verify(unit_dir, units):
     """``systemd-analyze verify`` of instance units found through ``unit_dir``; returns its complaints.
 

@@ -8,46 +8,33 @@ not run here (PID 1 is not systemd), so the role's enable/start tasks are skippe
 """
 
 import json
-import os
-import shlex
 import signal
 import stat
 import subprocess
 
 import pytest
 
-from ._playbook import run_playbook, systemd_verify
+from tests.support.role_hosts import PublisherHost
+
+from ._playbook import assert_converged_then_unchanged, run_playbook, systemd_verify
 from ..events.helpers import queue_depth, unique, wait_for
 from ..events.site import host_python
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-DOUBLE = os.path.join(REPO_ROOT, "tests", "support", "publish_double", "cvmfs_server")
 SW = "sw.example.org"
 QUEUE = "cvmfs-%s_team-a" % SW
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, ceph_rgw, rabbitmq):
-    base = tmp_path_factory.mktemp("publisher-events")
-    root, work, double = base / "host", base / "work", base / "double"
-    for directory in (root, work, double):
-        directory.mkdir()
+    host = PublisherHost(tmp_path_factory.mktemp("publisher-events"))
     bucket = ceph_rgw.make_bucket("events-role")
     catalogue = [{"name": SW, "stratum0": "s0.example.org",
                   "publishers": [{"host": "localhost", "path": "/team-a"}, {"host": "pub2", "path": "/team-b"}],
                   "source": {"endpoint_url": ceph_rgw.endpoint_url, "region": ceph_rgw.region, "bucket": bucket,
                              "credentials": {"access_key": ceph_rgw.access_key, "secret_key": ceph_rgw.secret_key}}}]
-    paths = {"config_dir": "etc/sharedsw-cvmfs/publish", "state_root": "var/lib/sharedsw-cvmfs/publish",
-             "systemd_dir": "etc/systemd/system", "program_dir": "usr/local/lib/sharedsw-cvmfs"}
-    extra = {"__publisher_%s" % k: str(root / v) for k, v in paths.items()}
-    os.makedirs(extra["__publisher_systemd_dir"])
-    extra.update({
-        "__publisher_cvmfs_server": DOUBLE,
-        "__publisher_mount_dir": str(double / "cvmfs"),
-        "__publisher_spool_dir": str(double / "var/spool/cvmfs"),
-        "__publisher_etc_dir": str(double / "etc/cvmfs"),
+    extra = dict(host.vars, **{
         "__publisher_python": host_python(),
         "__publisher_events_packages": [],  # python3-pika is installed here; no package manager in tests
         # one exchange per endpoint URL on RGW Pacific: the one every event test of the session uses
@@ -62,17 +49,14 @@ def site(tmp_path_factory, ceph_rgw, rabbitmq):
         "publisher_events_amqp": {"host": rabbitmq.host, "port": rabbitmq.port, "username": rabbitmq.user,
                                   "password": rabbitmq.password},
     })
-    first = run_playbook(work, "publisher_events.yml", extra)
-    second = run_playbook(work, "publisher_events.yml", extra)
-    return {"root": root, "double": double, "first": first, "second": second, "bucket": bucket, "rgw": ceph_rgw,
-            "mq": rabbitmq}
+    first = run_playbook(host.work, "publisher_events.yml", extra)
+    second = run_playbook(host.work, "publisher_events.yml", extra)
+    return {"host": host, "root": host.root, "double": host.double, "first": first, "second": second,
+            "bucket": bucket, "rgw": ceph_rgw, "mq": rabbitmq}
 
 
 def test_converges_then_changes_nothing(site):
-    assert site["first"].rc == 0, site["first"]
-    assert site["first"].changed > 0
-    assert site["second"].rc == 0, site["second"]
-    assert site["second"].changed == 0, site["second"]
+    assert_converged_then_unchanged(site["first"], site["second"])
     assert site["mq"].password not in site["first"].output + site["second"].output or site["mq"].password == "guest"
 
 
@@ -100,21 +84,11 @@ def test_unit_passes_systemd_analyze_verify(site):
 
 def test_the_installed_consumer_publishes_on_events(site):
     double = site["double"]
-    (double / "etc/cvmfs/repositories.d" / SW).mkdir(parents=True)
-    (double / "etc/cvmfs/repositories.d" / SW / "server.conf").write_text("CVMFS_REPOSITORY_NAME=%s\n" % SW)
-    (double / "cvmfs" / SW / "team-a").mkdir(parents=True)
-    (double / "published" / SW / "team-a").mkdir(parents=True)
-    unit = (site["root"] / "etc/systemd/system/sharedsw-cvmfs-events@.service").read_text()
-    env, argv = {}, None
-    for line in unit.splitlines():
-        if line.startswith("Environment="):
-            env.update(item.split("=", 1) for item in shlex.split(line[len("Environment="):]))
-        if line.startswith("ExecStart="):
-            argv = shlex.split(line[len("ExecStart="):].replace("%i", SW))
+    site["host"].add_repository(SW, "team-a")
+    argv, env = site["host"].unit_command("sharedsw-cvmfs-events@.service", SW)
     log = site["root"] / "consumer.log"
     with open(str(log), "w") as handle:
-        proc = subprocess.Popen(argv, env=dict(env, PATH=os.environ["PATH"], CVMFS_DOUBLE_ROOT=str(double)),
-                                stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd="/")
+        proc = subprocess.Popen(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd="/")
     try:
         status_file = site["root"] / "var/lib/sharedsw-cvmfs/publish" / SW / "events-status.json"
 

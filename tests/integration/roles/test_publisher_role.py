@@ -11,7 +11,6 @@ covers those where CernVM-FS packages install.
 
 import json
 import os
-import shlex
 import stat
 import subprocess
 import sys
@@ -20,13 +19,12 @@ import uuid
 import pytest
 
 from tests.support.cvmfs_keyset import keyset
+from tests.support.role_hosts import PublisherHost
 
-from ._playbook import run_playbook, systemd_verify
+from ._playbook import assert_converged_then_unchanged, run_playbook, systemd_verify
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-DOUBLE = os.path.join(REPO_ROOT, "tests", "support", "publish_double", "cvmfs_server")
 SW = "sw.example.org"
 
 POLICY = """
@@ -38,10 +36,7 @@ path "secret/data/{prefix}/s3/*"      {{ capabilities = ["read"] }}
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, openbao, seaweedfs):
-    base = tmp_path_factory.mktemp("publisher")
-    root, work, double = base / "host", base / "work", base / "double"
-    for directory in (root, work, double):
-        directory.mkdir()
+    host = PublisherHost(tmp_path_factory.mktemp("publisher"))
     prefix = "t-" + uuid.uuid4().hex[:8]
     admin = openbao.client()
     keys = keyset(SW)
@@ -65,34 +60,22 @@ def site(tmp_path_factory, openbao, seaweedfs):
         {"name": "other.example.org", "stratum0": "s0.example.org", "publishers": [{"host": "pub2"}],
          "source": {"bucket": "x"}},
     ]
-    paths = {"keys_dir": "etc/cvmfs/keys", "config_dir": "etc/sharedsw-cvmfs/publish",
-             "state_root": "var/lib/sharedsw-cvmfs/publish", "systemd_dir": "etc/systemd/system",
-             "program_dir": "usr/local/lib/sharedsw-cvmfs"}
-    extra = {"__publisher_%s" % k: str(root / v) for k, v in paths.items()}
-    os.makedirs(extra["__publisher_systemd_dir"])
-    extra.update({
-        # the job runs against the cvmfs_server double and its tree (see the module docstring)
-        "__publisher_cvmfs_server": DOUBLE,
-        "__publisher_mount_dir": str(double / "cvmfs"),
-        "__publisher_spool_dir": str(double / "var/spool/cvmfs"),
-        "__publisher_etc_dir": str(double / "etc/cvmfs"),
+    # the job runs against the cvmfs_server double and its tree (see the module docstring)
+    extra = dict(host.vars, **{
         # the distribution's python3 has no boto3 on this machine (the role installs python3-boto3)
         "__publisher_python": sys.executable,
         "publisher_repositories": catalogue,
         "publisher_vault": {"url": openbao.url, "token": token},
         "publisher_vault_path_prefix": prefix,
     })
-    first = run_playbook(work, "publisher.yml", extra)
-    second = run_playbook(work, "publisher.yml", extra)
-    return {"root": root, "double": double, "first": first, "second": second, "keys": keys, "bucket": bucket,
+    first = run_playbook(host.work, "publisher.yml", extra)
+    second = run_playbook(host.work, "publisher.yml", extra)
+    return {"host": host, "root": host.root, "first": first, "second": second, "keys": keys, "bucket": bucket,
             "s3": seaweedfs, "prefix": prefix}
 
 
 def test_converges_then_changes_nothing(site):
-    assert site["first"].rc == 0, site["first"]
-    assert site["first"].changed > 0
-    assert site["second"].rc == 0, site["second"]
-    assert site["second"].changed == 0, site["second"]
+    assert_converged_then_unchanged(site["first"], site["second"])
 
 
 def test_publisher_keys_only_pub_crt_gw(site):
@@ -134,37 +117,29 @@ def test_units_pass_systemd_analyze_verify(site):
     assert "OnCalendar=*:0/5" in schedule
 
 
-def _exec_start(site):
-    """The command line systemd would run for the instance (ExecStart and Environment, %i expanded)."""
+def test_the_timed_run_waits_for_the_lock_instead_of_skipping(site):
+    """The consumer shares the lock: the unit must wait for it (bounded), not exit 75 counted as success."""
+    argv, _env = site["host"].unit_command("sharedsw-cvmfs-publish@.service", SW)
+    assert argv[-2:] == ["--wait-lock", "3600"]
     unit = (site["root"] / "etc/systemd/system/sharedsw-cvmfs-publish@.service").read_text()
-    env, argv = {}, None
-    for line in unit.splitlines():
-        if line.startswith("Environment="):
-            env.update(item.split("=", 1) for item in shlex.split(line[len("Environment="):]))
-        if line.startswith("ExecStart="):
-            argv = shlex.split(line[len("ExecStart="):].replace("%i", SW))
-    return argv, env
+    assert "SuccessExitStatus" not in unit
 
 
 def test_the_installed_job_publishes_from_s3(site):
     """Run the job as the unit would; the double stands in for cvmfs_server."""
-    double = site["double"]
-    (double / "etc/cvmfs/repositories.d" / SW).mkdir(parents=True)
-    (double / "etc/cvmfs/repositories.d" / SW / "server.conf").write_text("CVMFS_REPOSITORY_NAME=%s\n" % SW)
-    (double / "cvmfs" / SW).mkdir(parents=True)
-    (double / "published" / SW).mkdir(parents=True)
+    host = site["host"]
+    host.add_repository(SW)
     client = site["s3"].client()
     client.put_object(Bucket=site["bucket"], Key="cvmfs/team-a/bin/app", Body=b"#!/bin/sh\n", Metadata={"mode": "33261"})
     client.put_object(Bucket=site["bucket"], Key="cvmfs/team-b/not-ours", Body=b"x")
-    argv, env = _exec_start(site)
-    proc = subprocess.run(argv, env=dict(env, PATH=os.environ["PATH"], CVMFS_DOUBLE_ROOT=str(double)),
-                          capture_output=True, check=False, text=True, stdin=subprocess.DEVNULL, cwd="/", timeout=120)
+    argv, env = host.unit_command("sharedsw-cvmfs-publish@.service", SW)
+    proc = subprocess.run(argv, env=env, capture_output=True, check=False, text=True, stdin=subprocess.DEVNULL, cwd="/", timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    published = double / "published" / SW
+    published = host.double / "published" / SW
     assert (published / "team-a/bin/app").read_bytes() == b"#!/bin/sh\n"
     assert os.stat(str(published / "team-a/bin/app")).st_mode & 0o111
     assert not (published / "team-b").exists()
-    calls = [json.loads(line)["argv"] for line in (double / "calls.jsonl").read_text().splitlines()]
+    calls = [json.loads(line)["argv"] for line in (host.double / "calls.jsonl").read_text().splitlines()]
     assert calls == [["transaction", "-t", "300", SW + "/team-a"], ["publish", SW]]
     status = json.loads((site["root"] / "var/lib/sharedsw-cvmfs/publish" / SW / "last-run.json").read_text())
     assert status["outcome"] == "ok" and status["published"] is True

@@ -19,8 +19,9 @@ import pytest
 
 from tests.harness.apache import Apache, MODULES, make_world_readable
 from tests.support.cvmfs_keyset import keyset, write_keyset
+from tests.support.role_hosts import role_paths
 
-from ._playbook import run_playbook, systemd_verify
+from ._playbook import assert_converged_then_unchanged, run_playbook, systemd_verify
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +59,8 @@ class Host:
             "systemd_dir": "etc/systemd/system", "program_dir": "usr/local/lib/sharedsw-cvmfs",
             "apache_conf_dir": "etc/apache2/conf-available", "apache_conf_enabled_dir": "etc/apache2/conf-enabled",
         }
-        self.vars = {"__stratum0_%s" % key: str(self.root / value) for key, value in paths.items()}
-        for key in ("keys_dir", "apache_conf_dir", "apache_conf_enabled_dir", "systemd_dir"):
-            os.makedirs(self.vars["__stratum0_" + key], exist_ok=True)
+        self.vars = role_paths("stratum0", self.root, paths,
+                               create=("keys_dir", "apache_conf_dir", "apache_conf_enabled_dir", "systemd_dir"))
         self.vars.update({
             "__stratum0_apache_modules": [],          # a2enmod would change this machine's apache
             "__stratum0_apache_ctl": "/bin/true",     # the real check is test_apache_serves_the_repository
@@ -102,11 +102,7 @@ def vault_read(openbao, path):
 
 
 def test_converges_then_changes_nothing(site):
-    first, second = site["first"], site["second"]
-    assert first.rc == 0, first
-    assert first.changed > 0
-    assert second.rc == 0, second
-    assert second.changed == 0, second
+    assert_converged_then_unchanged(site["first"], site["second"])
 
 
 def test_keys_go_to_vault_one_path_per_kind(site):

@@ -3,7 +3,6 @@ several variable sets, and check the access rules and the CernVM-FS settings. No
 ansible-playbook run against a local connection renders every case; the preflight must refuse
 the unsafe ones."""
 
-import json
 import os
 import re
 import shutil
@@ -13,8 +12,14 @@ import sys
 import pytest
 import yaml
 
+from tests.support.local_plays import run_plays
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TEMPLATE = os.path.join(REPO, "roles", "squid", "templates", "squid.conf.j2")
+
+# Read by the role from the fact cache (nothing is gathered from this machine).
+FACTS = {"ansible_os_family": "Debian", "ansible_distribution": "Debian", "ansible_distribution_major_version": "12",
+         "ansible_distribution_version": "12", "ansible_service_mgr": "systemd", "ansible_pkg_mgr": "apt"}
 
 INVENTORY = {
     "all": {
@@ -146,21 +151,9 @@ def rendered(tmp_path_factory):
     plays = [_play(n, v) for n, v in list(RENDERED.items()) + [(n, case[0]) for n, case in REFUSED.items()]]
     plays.append({"name": "results", "hosts": "proxy", "gather_facts": False, "tasks": [
         {"name": "results", "ansible.builtin.debug": {"var": "squid_test_results"}}]})
-    (work / "inventory.yml").write_text(yaml.safe_dump(INVENTORY))
-    (work / "play.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
-    # The facts the role reads come from a fact cache, so nothing is gathered from this machine.
-    (work / "facts").mkdir()
-    (work / "facts" / "proxy").write_text(json.dumps(
-        {"ansible_os_family": "Debian", "ansible_distribution": "Debian", "ansible_distribution_major_version": "12"}))
-    env = dict(os.environ, ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="json",
-               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_DEPRECATION_WARNINGS="0",
-               ANSIBLE_CACHE_PLUGIN="ansible.builtin.jsonfile", ANSIBLE_CACHE_PLUGIN_CONNECTION=str(work / "facts"))
-    proc = subprocess.run(
-        [shutil.which("ansible-playbook") or os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-         "-i", str(work / "inventory.yml"), str(work / "play.yml")],
-        capture_output=True, text=True, env=env, cwd=str(work), check=False)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    last_play = json.loads(proc.stdout)["plays"][-1]
+    returncode, parsed, output = run_plays(work, plays, INVENTORY, {"proxy": FACTS})
+    assert returncode == 0, output
+    last_play = parsed["plays"][-1]
     results = last_play["tasks"][0]["hosts"]["proxy"]["squid_test_results"]
     for name, result in results.items():
         if "conf" in result:

@@ -1,6 +1,6 @@
 """_cvmfs_format on the bytes of a real CernVM-FS 2.12 repository and on tampered copies of it.
 
-Expected values come from the fixture's own files (see tests/cvmfs_repo_fixture.py), never from
+Expected values come from the fixture's own files (see tests/support/cvmfs_repo.py), never from
 the code under test. "now" is always passed explicitly: the fixture's whitelist has a fixed expiry.
 """
 
@@ -17,20 +17,14 @@ import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_format as fmt
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
-from tests.cvmfs_repo_fixture import (
-    fixture_repo_or_skip,
+from tests.support.cvmfs_repo import (  # pylint: disable=unused-import
+    cvmfs_repo,  # noqa: F401  (the pytest fixture)
     flip_byte,
     new_signing_identity,
     public_pem,
     store_object,
     write,
 )
-
-
-@pytest.fixture(scope="module")
-def cvmfs_repo():
-    """The real CernVM-FS 2.12 repository fixture (skips when absent)."""
-    return fixture_repo_or_skip()
 
 
 UTC = datetime.timezone.utc

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_state as state
+from tests.support.server_tree import make_stratum0, stratum0_conf, write
 
 
 @pytest.fixture
@@ -15,30 +16,11 @@ def paths(tmp_path):
                             srv_dir=str(tmp_path / "srv"))
 
 
-def write(path, text, mode="w"):
-    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
-    with open(str(path), mode) as handle:
-        handle.write(text)
+S0_CONF = stratum0_conf(CVMFS_AUTO_TAG_TIMESPAN='""', CVMFS_GEO_LICENSE_KEY="hush")
 
 
-S0_CONF = """\
-CVMFS_CREATOR_VERSION=143
-CVMFS_REPOSITORY_NAME=sw.example.org
-CVMFS_REPOSITORY_TYPE=stratum0
-CVMFS_USER=cvmfs
-CVMFS_UNION_DIR=/cvmfs/sw.example.org
-CVMFS_SPOOL_DIR=/var/spool/cvmfs/sw.example.org
-CVMFS_STRATUM0=http://localhost/cvmfs/sw.example.org
-CVMFS_UPSTREAM_STORAGE=local,/srv/cvmfs/sw.example.org/data/txn,/srv/cvmfs/sw.example.org
-CVMFS_AUTO_TAG_TIMESPAN=""
-CVMFS_GEO_LICENSE_KEY=hush
-"""
-
-
-def make_s0(paths, name="sw.example.org", conf=S0_CONF):
-    write(paths.server_conf(name), conf)
-    write(paths.client_conf(name), "CVMFS_SERVER_URL=http://localhost/cvmfs/%s\n" % name)
-    os.makedirs(paths.spool(name), exist_ok=True)
+def make_s0(paths, name="sw.example.org"):
+    make_stratum0(paths.etc_dir, paths.spool_dir, name, S0_CONF)
 
 
 def make_s1(paths, alias="sw.s1"):

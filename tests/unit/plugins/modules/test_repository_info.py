@@ -8,19 +8,12 @@ import os
 
 import pytest
 
+from tests.support.server_tree import make_stratum0, stratum0_conf, write
+
 MODULE = "repository_info"
 
-SERVER_CONF_S0 = """\
-CVMFS_CREATOR_VERSION=143
-CVMFS_REPOSITORY_NAME=sw.example.org
-CVMFS_REPOSITORY_TYPE=stratum0
-CVMFS_USER=cvmfs
-CVMFS_UNION_DIR=/cvmfs/sw.example.org
-CVMFS_SPOOL_DIR=/var/spool/cvmfs/sw.example.org
-CVMFS_STRATUM0=http://localhost/cvmfs/sw.example.org
-CVMFS_UPSTREAM_STORAGE=S3,/var/spool/cvmfs/sw.example.org/tmp,sw.example.org@/etc/cvmfs/s3.conf
-CVMFS_HASH_ALGORITHM=shake128
-"""
+SERVER_CONF_S0 = stratum0_conf(upstream="S3,/var/spool/cvmfs/sw.example.org/tmp,sw.example.org@/etc/cvmfs/s3.conf",
+                               CVMFS_HASH_ALGORITHM="shake128")
 
 SERVER_CONF_S1 = """\
 CVMFS_CREATOR_VERSION=143
@@ -41,22 +34,14 @@ CVMFS_HTTP_RETRIES=3
 """
 
 
-def _write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as handle:
-        handle.write(text)
-
-
 @pytest.fixture
 def server_tree(tmp_path):
     """A stratum-0 in a transaction and an aliased stratum-1 of it, as cvmfs_server writes them."""
     etc = tmp_path / "etc"
     spool = tmp_path / "spool"
-    _write(str(etc / "repositories.d/sw.example.org/server.conf"), SERVER_CONF_S0)
-    _write(str(etc / "repositories.d/sw.example.org/client.conf"), "CVMFS_SERVER_URL=http://localhost\n")
-    _write(str(spool / "sw.example.org/in_transaction.lock"), "")
-    _write(str(etc / "repositories.d/sw-s1.example.org/server.conf"), SERVER_CONF_S1)
-    _write(str(etc / "repositories.d/sw-s1.example.org/replica.conf"), REPLICA_CONF)
+    make_stratum0(etc, spool, "sw.example.org", SERVER_CONF_S0, in_transaction=True)
+    write(etc / "repositories.d/sw-s1.example.org/server.conf", SERVER_CONF_S1)
+    write(etc / "repositories.d/sw-s1.example.org/replica.conf", REPLICA_CONF)
     os.makedirs(str(spool / "sw-s1.example.org"))
     return {"etc_dir": str(etc), "spool_dir": str(spool)}
 

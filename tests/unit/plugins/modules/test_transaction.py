@@ -265,6 +265,13 @@ def test_transaction_repository_missing(host):
     assert result.failed and "does not exist on this host" in result["msg"] and host.argvs() == []
 
 
+@pytest.mark.parametrize("name,hint", [("-bad", False), ("%s/software" % NAME, True)])
+def test_transaction_invalid_name(host, name, hint):
+    result = host.run("transaction", dict(txn("opened"), name=name))
+    assert result.failed and "not a valid repository name: use letters" in result["msg"] and host.argvs() == []
+    assert ("put the sub-path in lease_path" in result["msg"]) is hint
+
+
 def test_transaction_repository_missing_race(repo, tmp_path):
     """cvmfs_publish: 'Unable to find the configuration file `server.conf`' exit 1."""
     os.rename(os.path.join(repo.etc, "repositories.d", NAME, "server.conf"), str(tmp_path / "moved"))

@@ -1,0 +1,47 @@
+"""Run plays on this machine through ansible-playbook and read their results (JSON callback).
+
+For role tests that need no hosts: the inventory's hosts use the local connection, and the facts
+the roles read come from a fact cache, so nothing is gathered from this machine.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+
+def run_plays(work, plays, inventory, facts=None, check=False):
+    """Write ``plays``/``inventory`` (and ``facts``: {host: {fact: value}}) under ``work``, run them.
+
+    Returns ``(returncode, parsed JSON output or None, stdout + stderr)``.
+    """
+    (work / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    (work / "play.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
+    (work / "facts").mkdir(exist_ok=True)
+    for host, host_facts in (facts or {}).items():
+        (work / "facts" / host).write_text(json.dumps(host_facts))
+    env = dict(os.environ, ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="json",
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_DEPRECATION_WARNINGS="0",
+               ANSIBLE_CACHE_PLUGIN="ansible.builtin.jsonfile", ANSIBLE_CACHE_PLUGIN_CONNECTION=str(work / "facts"))
+    argv = [shutil.which("ansible-playbook") or os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+            "-i", str(work / "inventory.yml"), str(work / "play.yml")] + (["--check"] if check else [])
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(work), check=False)
+    try:
+        parsed = json.loads(proc.stdout)
+    except ValueError:
+        parsed = None
+    return proc.returncode, parsed, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def task_results(parsed, host):
+    """``{task name: result}`` of ``host`` over every play (handlers included, names without the
+    ``role : `` prefix); a later task of the same name wins."""
+    found = {}
+    for play in parsed["plays"]:
+        for task in play["tasks"]:
+            if host in task["hosts"]:
+                found[task["task"]["name"].split(" : ", 1)[-1]] = task["hosts"][host]
+    return found

@@ -1,0 +1,20 @@
+"""The lab hosts of a molecule scenario as testinfra fixtures, for its tests/conftest.py.
+
+A scenario names its hosts by their part in the test, one line each::
+
+    proxy = lab_host("sq-proxy")
+
+molecule's verifier runs pytest from the scenario's directory, so the conftest puts the checkout
+on ``sys.path`` before importing this module.
+"""
+
+import pytest
+import testinfra
+
+
+def lab_host(name):
+    """A module-scoped fixture: the host ``name`` of molecule's inventory, reached through Ansible."""
+    def host_fixture(request):
+        return testinfra.get_host("ansible://" + name, ansible_inventory=request.config.option.ansible_inventory)
+    host_fixture.__doc__ = "The lab host %s of molecule's inventory." % name
+    return pytest.fixture(scope="module")(host_fixture)
