@@ -27,7 +27,7 @@ import uuid
 import pytest
 
 from tests.cvmfs_double import DOUBLE
-from tests.cvmfs_repo_fixture import fixture_repo_or_skip
+from tests.support.cvmfs_repo import fixture_repo_or_skip
 from tests.harness.apache import MODULES, Apache, make_world_readable
 from tests.harness._process import free_port
 from tests.harness.squid import Squid

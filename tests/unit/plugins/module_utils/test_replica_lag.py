@@ -8,7 +8,7 @@ import pytest
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _replica_lag as lag
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_format import parse_manifest
-from tests.cvmfs_repo_fixture import fixture_repo_or_skip
+from tests.support.cvmfs_repo import fixture_repo_or_skip
 
 S0, S1 = "http://s0.test/cvmfs/fixture.cvmfs.test", "http://127.0.0.1/cvmfs/fixture.cvmfs.test"
 
