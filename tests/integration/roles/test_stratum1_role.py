@@ -231,7 +231,7 @@ def test_check_mode_on_a_new_host_changes_nothing(site, openbao, cvmfs_repo):
     try:
         host = Host(site["base"], "s1-check", site["stratum0_url"], openbao, site["prefix"], 8080, squid)
         result = host.run(check=True, stratum1_geo_account_id="", stratum1_geo_license_key="",
-                          stratum1_public_key_source="files", stratum1_public_key_dir=cvmfs_repo.keys)
+                          stratum1_public_keys_source="files", stratum1_public_key_dir=cvmfs_repo.keys)
     finally:
         squid.close()
     assert result.rc == 0, result

@@ -44,10 +44,10 @@ def test_stratum1_spec_refuses_a_wrong_choice():
     proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", os.path.join(ROOT, "inventories/example/hosts.yml"),
                            "--limit", "s1.site-a.example.org", os.path.join(HERE, "validate_specs.yml"),
                            "-e", "roles_dir=" + os.path.join(ROOT, "roles"),
-                           "-e", '{"stratum1_public_key_source": "ldap", "stratum1_squid_port": "eight thousand"}'],
+                           "-e", '{"stratum1_public_keys_source": "ldap", "stratum1_squid_port": "eight thousand"}'],
                           env=_env(), capture_output=True, check=False, text=True, timeout=600)
     assert proc.returncode != 0
-    assert "stratum1_public_key_source" in proc.stdout and "stratum1_squid_port" in proc.stdout
+    assert "stratum1_public_keys_source" in proc.stdout and "stratum1_squid_port" in proc.stdout
 
 
 def test_ansible_doc_renders_the_roles():
