@@ -431,3 +431,20 @@ def test_snapshot_timer_command_catches_up_only_with_logrotate_in_place(site, se
         with open(s0_manifest, "wb") as handle:
             handle.write(original)
         subprocess.run(exec_start, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+
+
+def test_replica_that_left_the_catalogue_is_named_and_kept(site):
+    """A replica the catalogue no longer gives this host stays (last-resort backup) and each run names it."""
+    host = site["host"]
+    leftover = host.path("etc/cvmfs/repositories.d/left.cvmfs.test")
+    os.makedirs(leftover)
+    with open(os.path.join(leftover, "replica.conf"), "w") as handle:
+        handle.write("CVMFS_PUBLIC_KEY=/etc/cvmfs/keys/left.cvmfs.test.pub\n")
+    try:
+        result = host.run()  # (changed may be > 0: fixture `served` made the host's files world-readable)
+        assert result.rc == 0, result
+        assert "Replica left.cvmfs.test is no longer in this host's part of the catalogue" in result.output, result
+        assert "Replica %s is no longer" % REPO not in result.output
+        assert os.path.isfile(os.path.join(leftover, "replica.conf"))
+    finally:
+        shutil.rmtree(leftover)
