@@ -9,6 +9,7 @@ import hashlib
 import os
 import stat
 import threading
+import time
 
 import pytest
 
@@ -143,6 +144,11 @@ def test_mirror_idempotence_and_changes(s3_server, bucket, dirs):
 
     # changes: content, metadata only, deletion, file -> directory, a new file
     client = s3_server.client()
+    # LastModified has whole seconds: a metadata-only change within the second of the version
+    # already synced looks unchanged in a listing (docs/s3-sync.md, "Limits"). Change it later.
+    synced_at = client.head_object(Bucket=bucket, Key="cvmfs/bin/tool")["LastModified"].timestamp()
+    while time.time() < synced_at + 1.2:
+        time.sleep(0.05)
     put(s3_server, bucket, "cvmfs/lib/libx.so.1.2", b"\x7fELF v2")
     client.copy_object(Bucket=bucket, Key="cvmfs/bin/tool", CopySource={"Bucket": bucket, "Key": "cvmfs/bin/tool"},
                        Metadata={"mode": "0700", "mtime": "1600000000"}, MetadataDirective="REPLACE")
