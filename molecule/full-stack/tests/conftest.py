@@ -2,39 +2,20 @@
 
 import json
 import os
+import sys
 
 import boto3
 import pytest
-import testinfra
 
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))  # for tests.support
 
-def _host(request, name):
-    return testinfra.get_host("ansible://" + name, ansible_inventory=request.config.option.ansible_inventory)
+from tests.support.testinfra_hosts import lab_host  # noqa: E402  pylint: disable=wrong-import-position
 
-
-@pytest.fixture(scope="module")
-def stratum0(request):
-    return _host(request, "fs-s0")
-
-
-@pytest.fixture(scope="module")
-def publisher(request):
-    return _host(request, "fs-pub")
-
-
-@pytest.fixture(scope="module")
-def stratum1(request):
-    return _host(request, "fs-s1")
-
-
-@pytest.fixture(scope="module")
-def squid(request):
-    return _host(request, "fs-squid")
-
-
-@pytest.fixture(scope="module")
-def client(request):
-    return _host(request, "fs-client")
+stratum0 = lab_host("fs-s0")
+publisher = lab_host("fs-pub")
+stratum1 = lab_host("fs-s1")
+squid = lab_host("fs-squid")
+client = lab_host("fs-client")
 
 
 @pytest.fixture(scope="module")

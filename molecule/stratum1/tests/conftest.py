@@ -1,14 +1,11 @@
 """Hosts of the stratum1 scenario: the stratum-1 under test and the stratum-0 it replicates."""
 
-import pytest
-import testinfra
+import os
+import sys
 
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))  # for tests.support
 
-@pytest.fixture(scope="module")
-def s1(request):
-    return testinfra.get_host("ansible://s1-lab", ansible_inventory=request.config.option.ansible_inventory)
+from tests.support.testinfra_hosts import lab_host  # noqa: E402  pylint: disable=wrong-import-position
 
-
-@pytest.fixture(scope="module")
-def s0(request):
-    return testinfra.get_host("ansible://s0-replicated", ansible_inventory=request.config.option.ansible_inventory)
+s1 = lab_host("s1-lab")
+s0 = lab_host("s0-replicated")

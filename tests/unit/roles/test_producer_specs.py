@@ -15,10 +15,15 @@ def _env():
                 ANSIBLE_PYTHON_INTERPRETER=sys.executable)
 
 
+def _validate_specs(*args):
+    """validate_specs.yml on the example inventory; ``args`` are extra ansible-playbook arguments."""
+    return subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", os.path.join(ROOT, "inventories/example/hosts.yml"),
+                           os.path.join(HERE, "validate_specs.yml"), "-e", "roles_dir=" + os.path.join(ROOT, "roles")]
+                          + list(args), env=_env(), capture_output=True, check=False, text=True, timeout=600)
+
+
 def test_example_inventory_passes_the_argument_specs_and_the_catalogue():
-    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", os.path.join(ROOT, "inventories/example/hosts.yml"),
-                           os.path.join(HERE, "validate_specs.yml"), "-e", "roles_dir=" + os.path.join(ROOT, "roles")],
-                          env=_env(), capture_output=True, check=False, text=True, timeout=600)
+    proc = _validate_specs()
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     # every stratum-0 and publisher host of the example was checked
     for host in ("s0.site-a.example.org", "s0.site-b.example.org", "pub1.site-a.example.org",
@@ -30,22 +35,15 @@ def test_example_inventory_passes_the_argument_specs_and_the_catalogue():
     assert "replicas of s1.site-b.example.org: software.example.org,data.site-b.example.org" in proc.stdout
 
 
-def test_a_wrong_type_is_refused_by_the_spec(tmp_path):
-    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", os.path.join(ROOT, "inventories/example/hosts.yml"),
-                           "--limit", "s0.site-a.example.org", os.path.join(HERE, "validate_specs.yml"),
-                           "-e", "roles_dir=" + os.path.join(ROOT, "roles"),
-                           "-e", '{"stratum0_gateway_port": "not-a-port"}'],
-                          env=_env(), capture_output=True, check=False, text=True, timeout=600)
+def test_a_wrong_type_is_refused_by_the_spec():
+    proc = _validate_specs("--limit", "s0.site-a.example.org", "-e", '{"stratum0_gateway_port": "not-a-port"}')
     assert proc.returncode != 0
     assert "stratum0_gateway_port" in proc.stdout
 
 
 def test_stratum1_spec_refuses_a_wrong_choice():
-    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", os.path.join(ROOT, "inventories/example/hosts.yml"),
-                           "--limit", "s1.site-a.example.org", os.path.join(HERE, "validate_specs.yml"),
-                           "-e", "roles_dir=" + os.path.join(ROOT, "roles"),
-                           "-e", '{"stratum1_public_keys_source": "ldap", "stratum1_squid_port": "eight thousand"}'],
-                          env=_env(), capture_output=True, check=False, text=True, timeout=600)
+    proc = _validate_specs("--limit", "s1.site-a.example.org",
+                           "-e", '{"stratum1_public_keys_source": "ldap", "stratum1_squid_port": "eight thousand"}')
     assert proc.returncode != 0
     assert "stratum1_public_keys_source" in proc.stdout and "stratum1_squid_port" in proc.stdout
 
