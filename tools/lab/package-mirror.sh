@@ -52,7 +52,7 @@ start() {
   if serving && [ "$(cat "$DIR_FILE" 2>/dev/null)" = "$dir" ]; then print_settings 0; return 0; fi
   stop_server
   setsid python3 -m http.server --bind "$LAB_GW" --directory "$dir" "$LAB_MIRROR_PORT" \
-    </dev/null >"$LOG" 2>&1 &
+    </dev/null >"$LOG" 2>&1 6>&- &   # 6>&-: the server must not hold the start lock
   echo $! > "$PID_FILE"; echo "$dir" > "$DIR_FILE"
   local i
   for ((i = 0; i < 50; i++)); do

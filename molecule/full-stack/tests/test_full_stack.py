@@ -5,6 +5,8 @@ import time
 
 import pytest
 
+from tests.support.testinfra_hosts import manifest_revision
+
 REPO = "lab.example.org"
 BUCKET = "lab-software"
 CONTENT = "published through the whole stack\n"
@@ -12,8 +14,7 @@ FILE = "fullstack.txt"
 
 
 def _revision(host):
-    manifest = host.check_output("cat /srv/cvmfs/%s/.cvmfspublished" % REPO)
-    return int([line[1:] for line in manifest.splitlines() if line.startswith("S")][0])
+    return manifest_revision(host, REPO)
 
 
 def _squid_lines(squid, path):
