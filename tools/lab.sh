@@ -98,12 +98,13 @@ ansible_env() {
 # A local mirror directory is served on the lab bridge until tools/lab.sh down; the roles read
 # its URL from the environment (inventories/lab/group_vars/all/lab.yml).
 serve_package_mirror() {
-  local settings k v
+  local settings k v dir
+  dir=$("$LAB_TOOLS/package-mirror.sh" dir) || return 1
   settings=$("$LAB_TOOLS/package-mirror.sh" start) || return 1
   while IFS='=' read -r k v; do
     case $k in SHAREDSW_CVMFS_PACKAGE_URL|SHAREDSW_CVMFS_PACKAGE_KEY_URL) export "$k=$v" ;; esac
   done <<< "$settings"
-  echo "   CernVM-FS: mirror directory $("$LAB_TOOLS/package-mirror.sh" dir), served at $SHAREDSW_CVMFS_PACKAGE_URL (lab bridge only)"
+  echo "   CernVM-FS: mirror directory $dir, served at $SHAREDSW_CVMFS_PACKAGE_URL (lab bridge only)"
 }
 
 services_stop() {

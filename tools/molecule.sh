@@ -40,7 +40,7 @@ export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0} PY_COLORS=${PY_COLORS:-0}
 # A local CernVM-FS mirror directory (SHAREDSW_CVMFS_PACKAGE_DIR, or ../shared/cvmfs-apt) is served
 # on the lab bridge while the scenarios run; the roles read its URL from the environment.
 mirror_started=0
-if tools/lab/package-mirror.sh dir >/dev/null 2>&1; then
+if mirror_dir=$(tools/lab/package-mirror.sh dir 2>/dev/null); then
   settings=$(tools/lab/package-mirror.sh start) || { echo "molecule.sh: the package mirror did not start" >&2; exit 1; }
   while IFS='=' read -r k v; do
     case $k in
@@ -48,7 +48,7 @@ if tools/lab/package-mirror.sh dir >/dev/null 2>&1; then
       SHAREDSW_CVMFS_PACKAGE_URL|SHAREDSW_CVMFS_PACKAGE_KEY_URL) export "$k=$v" ;;
     esac
   done <<< "$settings"
-  echo "== molecule.sh: CernVM-FS packages from $(tools/lab/package-mirror.sh dir) at $SHAREDSW_CVMFS_PACKAGE_URL"
+  echo "== molecule.sh: CernVM-FS packages from the mirror directory $mirror_dir, served at $SHAREDSW_CVMFS_PACKAGE_URL"
 fi
 
 current=

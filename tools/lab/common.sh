@@ -75,9 +75,10 @@ lab_image_key() {
 
 lab_image() { echo "${LAB_IMAGE:-$LAB_CACHE_DIR/debian-$LAB_SUITE-$(lab_image_key).tar.zst}"; }
 
-# Run "$@" holding the lab lock: shared for host-up (bridge in use), exclusive for net-down.
+# Run "$@" holding the lab lock: shared for host-up (bridge in use: a booted host's nspawn keeps
+# holding it), exclusive and not waiting for net-down (-xn: while any host is up, nothing to do).
 lab_locked() {
   local mode=$1; shift
   mkdir -p "$LAB_STATE_DIR"
-  ( flock "$mode" 9; "$@" ) 9>"$LAB_LOCK"
+  ( flock "$mode" 9 || { echo "lab network in use by a host; keeping it"; exit 0; }; "$@" ) 9>"$LAB_LOCK"
 }

@@ -18,4 +18,4 @@ down() {
   nft delete table ip "$LAB_NFT_TABLE" 2>/dev/null
   return 0
 }
-lab_locked -x down "$@"
+lab_locked -xn down "$@"
