@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
-# Run molecule scenarios on lab hosts (tools/lab/), one after another.
-# usage: tools/molecule.sh [--stages] [SCENARIO ...]
+# Run molecule scenarios on lab hosts (tools/lab/).
+# usage: tools/molecule.sh [--stages] [--jobs N] [SCENARIO ...]
 #   no SCENARIO: every scenario under molecule/ (each directory with a molecule.yml)
 #   --stages:    run the stages one by one (same sequence as "molecule test") and time each
+#   --jobs N:    run up to N scenarios at once (default 1; MOLECULE_JOBS). Their hosts have their own
+#                addresses and names (tools/lab/README.md), their services their own ports. Each
+#                scenario's output goes to tests/output/molecule/<scenario>.log and is printed when
+#                it ends, so runs never interleave.
 # Prints the wall time of each scenario (and stage), exits non-zero if any failed, and always
 # destroys the hosts of a scenario, also when it fails or this script is interrupted.
 # Needs root (lab hosts) and molecule/ansible on PATH (e.g. the project's venv activated).
 # A scenario may have an executable molecule/<scenario>/requires.sh: exit 77 means "cannot run
 # here" and its output (one line) is the reason; the scenario is then reported SKIPPED with that
 # reason, never as passed, and the run does not fail. Any other non-zero exit fails the scenario.
+# A local CernVM-FS mirror directory (SHAREDSW_CVMFS_PACKAGE_DIR, or ../shared/cvmfs-apt) is served
+# on the lab bridge while the scenarios run (tools/lab/package-mirror.sh); the roles read its URL
+# from the environment.
 # The collection is made importable as sharedsw.cvmfs through a symlink outside the work tree.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 cd "$ROOT" || exit 2
 STAGES=(destroy syntax create prepare converge idempotence verify)   # then destroy, always
+LOGS=$ROOT/tests/output/molecule
 by_stage=0
+jobs=${MOLECULE_JOBS:-1}
 scenarios=()
-for a in "$@"; do
-  case $a in
+while [ $# -gt 0 ]; do
+  case $1 in
     --stages) by_stage=1 ;;
-    -*) echo "molecule.sh: unknown option $a" >&2; exit 2 ;;
-    *) scenarios+=("$a") ;;
+    --jobs) jobs=${2:-}; shift ;;
+    -*) echo "molecule.sh: unknown option $1" >&2; exit 2 ;;
+    *) scenarios+=("$1") ;;
   esac
+  shift
 done
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "molecule.sh: --jobs wants a positive number, got '$jobs'" >&2; exit 2; }
 if [ ${#scenarios[@]} = 0 ]; then
   for f in molecule/*/molecule.yml; do [ -e "$f" ] && scenarios+=("$(basename "$(dirname "$f")")"); done
 fi
@@ -32,13 +44,11 @@ command -v molecule >/dev/null || { echo "molecule.sh: molecule is not on PATH (
 
 # ansible_collections/sharedsw/cvmfs -> this work tree (same place tests/conftest.py uses)
 COLLECTIONS=${TMPDIR:-/tmp}/sharedsw-cvmfs-collections-$(printf %s "$ROOT" | sha256sum | cut -c1-12)
-mkdir -p "$COLLECTIONS/ansible_collections/sharedsw"
+mkdir -p "$COLLECTIONS/ansible_collections/sharedsw" "$LOGS"
 ln -sfn "$ROOT" "$COLLECTIONS/ansible_collections/sharedsw/cvmfs"
 export ANSIBLE_COLLECTIONS_PATH=$COLLECTIONS${ANSIBLE_COLLECTIONS_PATH:+:$ANSIBLE_COLLECTIONS_PATH}
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0} PY_COLORS=${PY_COLORS:-0}
 
-# A local CernVM-FS mirror directory (SHAREDSW_CVMFS_PACKAGE_DIR, or ../shared/cvmfs-apt) is served
-# on the lab bridge while the scenarios run; the roles read its URL from the environment.
 mirror_started=0
 if mirror_dir=$(tools/lab/package-mirror.sh dir 2>/dev/null); then
   settings=$(tools/lab/package-mirror.sh start) || { echo "molecule.sh: the package mirror did not start" >&2; exit 1; }
@@ -51,34 +61,66 @@ if mirror_dir=$(tools/lab/package-mirror.sh dir 2>/dev/null); then
   echo "== molecule.sh: CernVM-FS packages from the mirror directory $mirror_dir, served at $SHAREDSW_CVMFS_PACKAGE_URL"
 fi
 
-current=
-# shellcheck disable=SC2317  # called by the EXIT trap
-cleanup() {
-  if [ -n "$current" ]; then
-    echo "== molecule.sh: destroying the hosts of scenario $current"
-    molecule destroy -s "$current" >/dev/null 2>&1 || true
-  fi
-  if [ "$mirror_started" = 1 ]; then tools/lab/package-mirror.sh stop; tools/lab/net-down.sh >/dev/null || true; fi
-}
-trap cleanup EXIT
-# molecule runs in the background so that a signal interrupts the wait at once: it is passed on to
-# molecule, and the EXIT trap then destroys the scenario's hosts.
-child=; interrupted=0
-trap 'interrupted=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null' INT TERM
-run() {
-  "$@" & child=$!
-  local rc
-  while :; do wait "$child"; rc=$?; kill -0 "$child" 2>/dev/null || break; done
-  child=
-  [ "$interrupted" = 0 ] || exit 130
-  return "$rc"
-}
-
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b-a}'; }
+
+# One scenario, all its stages, its hosts destroyed at the end; the last line of its output is
+# "RESULT <scenario>: passed|FAILED (rc N) in S s (stage times)". Runs in a child of this script.
+scenario() {
+  local s=$1 t0 rc=0 detail='' stage ts times=()
+  local m=
+  trap '[ -z "$m" ] || { kill -TERM "$m" 2>/dev/null; wait "$m"; }; molecule destroy -s "$s" >/dev/null 2>&1; exit 130' TERM INT
+  t0=$(now)
+  if [ "$by_stage" = 1 ]; then
+    for stage in "${STAGES[@]}"; do
+      ts=$(now)
+      molecule "$stage" -s "$s" & m=$!; wait "$m"; rc=$?
+      times+=("$stage $(secs "$ts" "$(now)")s")
+      [ $rc = 0 ] || break
+    done
+    ts=$(now)
+    molecule destroy -s "$s" & m=$!
+    if ! wait "$m" && [ "$rc" = 0 ]; then rc=1; fi
+    times+=("destroy $(secs "$ts" "$(now)")s")
+    detail=" (${times[*]})"
+  else
+    molecule test -s "$s" & m=$!; wait "$m"; rc=$?
+    [ "$rc" = 0 ] || molecule destroy -s "$s" >/dev/null 2>&1
+  fi
+  local result=passed
+  [ "$rc" = 0 ] || result="FAILED (rc $rc)"
+  echo "RESULT $s: $result in $(secs "$t0" "$(now)") s$detail"
+}
+
+declare -A running=()   # pid -> scenario
 summary=()
 failed=0
 skipped=0
+# shellcheck disable=SC2317  # called by the traps
+cleanup() {
+  local pid
+  for pid in "${!running[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${!running[@]}"; do
+    echo "== molecule.sh: destroying the hosts of scenario ${running[$pid]}"; wait "$pid" 2>/dev/null
+  done
+  running=()
+  if [ "$mirror_started" = 1 ]; then tools/lab/package-mirror.sh stop; tools/lab/net-down.sh >/dev/null || true; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+finish_one() {   # wait for any running scenario, print its log and record its result
+  local pid s line
+  wait -n -p pid "${!running[@]}" 2>/dev/null
+  [ "$jobs" != 1 ] || wait    # the tail of its output
+  s=${running[$pid]}; unset "running[$pid]"
+  [ "$jobs" = 1 ] || { echo "== molecule.sh: scenario $s (output of $LOGS/$s.log)"; cat "$LOGS/$s.log"; }
+  line=$(grep '^RESULT ' "$LOGS/$s.log" | tail -1)
+  [ -n "$line" ] || line="RESULT $s: FAILED (no result: interrupted?)"
+  summary+=("${line#RESULT }")
+  case $line in *": passed in "*) ;; *) failed=1 ;; esac
+}
+
 for s in "${scenarios[@]}"; do
   [ -f "molecule/$s/molecule.yml" ] || { echo "molecule.sh: no scenario '$s'" >&2; summary+=("$s: missing"); failed=1; continue; }
   if [ -x "molecule/$s/requires.sh" ]; then
@@ -90,29 +132,13 @@ for s in "${scenarios[@]}"; do
       summary+=("$s: FAILED (requires.sh rc $rc: $reason)"); failed=1; continue
     fi
   fi
-  current=$s
+  while [ ${#running[@]} -ge "$jobs" ]; do finish_one; done
   echo "== molecule.sh: scenario $s"
-  t0=$(now); rc=0
-  if [ "$by_stage" = 1 ]; then
-    times=()
-    for stage in "${STAGES[@]}"; do
-      ts=$(now)
-      run molecule "$stage" -s "$s"; rc=$?
-      times+=("$stage $(secs "$ts" "$(now)")s")
-      [ $rc = 0 ] || break
-    done
-    ts=$(now)
-    if ! run molecule destroy -s "$s" && [ "$rc" = 0 ]; then rc=1; fi
-    times+=("destroy $(secs "$ts" "$(now)")s")
-    detail=" (${times[*]})"
-  else
-    run molecule test -s "$s"; rc=$?
-    detail=
-  fi
-  current=
-  result=passed; [ "$rc" = 0 ] || { result="FAILED (rc $rc)"; failed=1; }
-  summary+=("$s: $result in $(secs "$t0" "$(now)") s$detail")
+  scenario "$s" > "$LOGS/$s.log" 2>&1 & running[$!]=$s
+  # one at a time: its output as it comes (in the background, so a signal is handled at once)
+  [ "$jobs" != 1 ] || tail -n +1 --pid=$! -f "$LOGS/$s.log" &
 done
+while [ ${#running[@]} -gt 0 ]; do finish_one; done
 echo "== molecule.sh summary"
 printf '   %s\n' "${summary[@]}"
 [ "$skipped" = 0 ] || echo "== molecule.sh: $skipped scenario(s) SKIPPED (not run, not passed)"
