@@ -12,6 +12,8 @@ export STAGE_LOG ?= $(ROOT)/tests/output/stages.tsv
 export ANSIBLE_COLLECTIONS_PATH := $(or $(TMPDIR),/tmp)/sharedsw-cvmfs-collections-$(shell printf %s '$(ROOT)' | sha256sum | cut -c1-12)
 export ANSIBLE_ROLES_PATH := $(ROOT)/roles
 STAGE := $(ROOT)/tools/stage.sh
+# scenarios side by side in the molecule stage (2 cores: the lab hosts mostly wait on each other)
+MOLECULE_JOBS ?= 2
 
 .PHONY: test deps collection lint sanity unit integration molecule lab lab-destroy lab-status clean report
 
@@ -49,7 +51,7 @@ pytest-all: collection
 	@$(STAGE) pytest tools/pytest.sh tests/unit tests/integration
 
 molecule: collection
-	@$(STAGE) molecule $(ROOT)/tools/molecule.sh
+	@$(STAGE) molecule $(ROOT)/tools/molecule.sh --jobs $(MOLECULE_JOBS)
 
 lab: deps collection
 	@$(ROOT)/tools/lab.sh up

@@ -36,7 +36,12 @@ while [ $# -gt 0 ]; do
 done
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "molecule.sh: --jobs wants a positive number, got '$jobs'" >&2; exit 2; }
 if [ ${#scenarios[@]} = 0 ]; then
-  for f in molecule/*/molecule.yml; do [ -e "$f" ] && scenarios+=("$(basename "$(dirname "$f")")"); done
+  # the longest first (measured), so that --jobs keeps every slot busy to the end; then the rest
+  for s in full-stack stratum1 publisher stratum0 client; do [ -e "molecule/$s/molecule.yml" ] && scenarios+=("$s"); done
+  for f in molecule/*/molecule.yml; do
+    s=$(basename "$(dirname "$f")")
+    [[ " ${scenarios[*]} " == *" $s "* ]] || scenarios+=("$s")
+  done
 fi
 [ ${#scenarios[@]} -gt 0 ] || { echo "molecule.sh: no scenarios under molecule/" >&2; exit 2; }
 command -v molecule >/dev/null || { echo "molecule.sh: molecule is not on PATH (activate the venv)" >&2; exit 2; }
