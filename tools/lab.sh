@@ -95,6 +95,18 @@ ansible_env() {
   export ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_RETRY_FILES_ENABLED=False
 }
 
+# A local mirror directory is served on the lab bridge until tools/lab.sh down; the roles read
+# its URL from the environment (inventories/lab/group_vars/all/lab.yml).
+serve_package_mirror() {
+  local settings k v dir
+  dir=$("$LAB_TOOLS/package-mirror.sh" dir) || return 1
+  settings=$("$LAB_TOOLS/package-mirror.sh" start) || return 1
+  while IFS='=' read -r k v; do
+    case $k in SHAREDSW_CVMFS_PACKAGE_URL|SHAREDSW_CVMFS_PACKAGE_KEY_URL) export "$k=$v" ;; esac
+  done <<< "$settings"
+  echo "   CernVM-FS: mirror directory $dir, served at $SHAREDSW_CVMFS_PACKAGE_URL (lab bridge only)"
+}
+
 services_stop() {
   local kind
   for kind in ceph openbao rabbitmq; do
@@ -183,7 +195,11 @@ up() {
   step 1 "CernVM-FS packages for the lab hosts"
   local pkg_source
   pkg_source=$(cvmfs_packages) || exit $?      # 77 with the one-line reason, nothing created
-  echo "   CernVM-FS: $pkg_source"
+  if [ "$pkg_source" = repository ] && "$LAB_TOOLS/package-mirror.sh" dir >/dev/null 2>&1; then
+    serve_package_mirror || failed 1
+  else
+    echo "   CernVM-FS: $pkg_source ${SHAREDSW_CVMFS_PACKAGE_URL:-(the CernVM-FS package repository)}"
+  fi
   ansible_env
   services_stop                               # a previous lab's services (their tunnels die with its hosts)
   step 2 "lab hosts: $(hosts | awk '{print $1 " (" $3 ")"}' | paste -sd' ' | sed 's/ (/(/g; s/) /), /g')"
@@ -219,6 +235,7 @@ down() {
   # the hosts listed now, and those of the inventory written at "up" (the list may have changed)
   mapfile -t names < <({ hosts | awk '{print $1}'
     [ ! -f "$INVENTORY" ] || awk '/^        [a-z0-9-]+:$/ {sub(":", ""); print $1}' "$INVENTORY"; } | sort -u)
+  "$LAB_TOOLS/package-mirror.sh" stop
   "$LAB_TOOLS/hosts-down.sh" "${names[@]}"
   rm -f "$INVENTORY"
   echo "lab: down"
@@ -233,6 +250,7 @@ status() {
       echo "service $kind: running (state $SERVICES/$kind)"
     fi
   done
+  "$LAB_TOOLS/package-mirror.sh" status | sed "s/^/package mirror: /" || true
   if [ -f "$INVENTORY" ]; then echo "inventory: $INVENTORY"; fi
 }
 

@@ -37,6 +37,20 @@ ln -sfn "$ROOT" "$COLLECTIONS/ansible_collections/sharedsw/cvmfs"
 export ANSIBLE_COLLECTIONS_PATH=$COLLECTIONS${ANSIBLE_COLLECTIONS_PATH:+:$ANSIBLE_COLLECTIONS_PATH}
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0} PY_COLORS=${PY_COLORS:-0}
 
+# A local CernVM-FS mirror directory (SHAREDSW_CVMFS_PACKAGE_DIR, or ../shared/cvmfs-apt) is served
+# on the lab bridge while the scenarios run; the roles read its URL from the environment.
+mirror_started=0
+if mirror_dir=$(tools/lab/package-mirror.sh dir 2>/dev/null); then
+  settings=$(tools/lab/package-mirror.sh start) || { echo "molecule.sh: the package mirror did not start" >&2; exit 1; }
+  while IFS='=' read -r k v; do
+    case $k in
+      LAB_PACKAGE_MIRROR_STARTED) mirror_started=$v ;;
+      SHAREDSW_CVMFS_PACKAGE_URL|SHAREDSW_CVMFS_PACKAGE_KEY_URL) export "$k=$v" ;;
+    esac
+  done <<< "$settings"
+  echo "== molecule.sh: CernVM-FS packages from the mirror directory $mirror_dir, served at $SHAREDSW_CVMFS_PACKAGE_URL"
+fi
+
 current=
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
@@ -44,6 +58,7 @@ cleanup() {
     echo "== molecule.sh: destroying the hosts of scenario $current"
     molecule destroy -s "$current" >/dev/null 2>&1 || true
   fi
+  if [ "$mirror_started" = 1 ]; then tools/lab/package-mirror.sh stop; tools/lab/net-down.sh >/dev/null || true; fi
 }
 trap cleanup EXIT
 # molecule runs in the background so that a signal interrupts the wait at once: it is passed on to

@@ -108,6 +108,8 @@ options:
         and C(.gw) for a gateway publisher) to import with C(mkfs -k).
       - If C(/etc/cvmfs/keys) already holds the same files, they are simply reused; if it holds
         different ones the module fails rather than overwrite them.
+      - O(keys_dir) may be C(/etc/cvmfs/keys) itself (a new stratum-0 whose keys are not in Vault yet):
+        C(mkfs) then reuses the keys there, or makes new ones.
       - A gateway publisher needs C(<name>.crt), C(<name>.pub) and C(<name>.gw) here or in C(/etc/cvmfs/keys).
     type: path
   name:
@@ -400,6 +402,8 @@ class RepositoryModule(CvmfsServerModule):
         gateway = params["storage"] == "gateway"
         existing = key_files(self.name, self.paths)
         source = params["keys_dir"]
+        if source and os.path.realpath(source) == os.path.realpath(self.paths.keys_dir):
+            source = None  # mkfs's own keys directory: it reuses the keys there, or makes them
         incoming = {}
         if source:
             if not os.path.isdir(source):
@@ -419,7 +423,7 @@ class RepositoryModule(CvmfsServerModule):
                 raise CvmfsError("a gateway publisher needs %s from the gateway in keys_dir or %s; missing: %s"
                                  % (", ".join("%s.%s" % (self.name, k) for k in ("crt", "pub", "gw")),
                                     self.paths.keys_dir, ", ".join("%s.%s" % (self.name, k) for k in missing)))
-        if not source or os.path.realpath(source) == os.path.realpath(self.paths.keys_dir):
+        if not source:
             return None
         if not existing:
             return source

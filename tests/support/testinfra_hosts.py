@@ -18,3 +18,14 @@ def lab_host(name):
         return testinfra.get_host("ansible://" + name, ansible_inventory=request.config.option.ansible_inventory)
     host_fixture.__doc__ = "The lab host %s of molecule's inventory." % name
     return pytest.fixture(scope="module")(host_fixture)
+
+
+def manifest_revision(host, repo, storage="/srv/cvmfs"):
+    """The revision (``S`` line) of ``repo``'s ``.cvmfspublished`` in ``storage`` on ``host``.
+
+    A real manifest ends with a binary signature after the ``--`` line: only the header before it
+    is text, so the file is read as bytes.
+    """
+    data = host.file("%s/%s/.cvmfspublished" % (storage, repo)).content
+    header = data.split(b"\n--\n", 1)[0].decode("ascii")
+    return int([line[1:] for line in header.splitlines() if line.startswith("S")][0])

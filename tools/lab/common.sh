@@ -20,12 +20,25 @@ LAB_NFT_TABLE=${LAB_NFT_TABLE:-sharedsw_cvmfs_lab}
 LAB_TMPFS=${LAB_TMPFS:-4g}   # host root on a tmpfs of this maximum size; 0 = on disk under LAB_STATE_DIR
 LAB_SSH_KEY=${LAB_SSH_KEY:-$LAB_STATE_DIR/ssh/id_ed25519}
 LAB_BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-60}     # seconds to wait for sshd of one host
-LAB_PACKAGES=${LAB_PACKAGES:-systemd-sysv,dbus,python3,python3-apt,openssh-server,iproute2,iputils-ping,ca-certificates,sudo,procps,less,curl}
+# kmod: modprobe answers from modules.builtin (host-up.sh), as cvmfs_server's overlayfs check needs
+LAB_PACKAGES=${LAB_PACKAGES:-systemd-sysv,dbus,python3,python3-apt,openssh-server,iproute2,iputils-ping,ca-certificates,sudo,procps,less,curl,kmod}
+LAB_MIRROR_PORT=${LAB_MIRROR_PORT:-8480}     # package-mirror.sh serves a mirror directory here, on LAB_GW
 
 LAB_TOOLS=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 LAB_RUN=$LAB_STATE_DIR/run
 LAB_MACHINES=$LAB_STATE_DIR/machines
 LAB_LOCK=$LAB_STATE_DIR/lab.lock
+
+# The local CernVM-FS package mirror directory to serve (package-mirror.sh): SHAREDSW_CVMFS_PACKAGE_DIR,
+# else ../shared/cvmfs-apt beside the checkout when no package URL is given. Exit 1: none.
+lab_package_dir() {
+  if [ -n "${SHAREDSW_CVMFS_PACKAGE_DIR:-}" ]; then echo "$SHAREDSW_CVMFS_PACKAGE_DIR"; return 0; fi
+  [ -z "${SHAREDSW_CVMFS_PACKAGE_URL:-}" ] || return 1
+  local shared
+  shared=$(readlink -f "$LAB_TOOLS/../../../shared/cvmfs-apt" 2>/dev/null) || return 1
+  [ -d "$shared/dists" ] || return 1
+  echo "$shared"
+}
 
 lab_die() { echo "lab: $*" >&2; exit 1; }
 
@@ -62,9 +75,10 @@ lab_image_key() {
 
 lab_image() { echo "${LAB_IMAGE:-$LAB_CACHE_DIR/debian-$LAB_SUITE-$(lab_image_key).tar.zst}"; }
 
-# Run "$@" holding the lab lock: shared for host-up (bridge in use), exclusive for net-down.
+# Run "$@" holding the lab lock: shared for host-up (bridge in use: a booted host's nspawn keeps
+# holding it), exclusive and not waiting for net-down (-xn: while any host is up, nothing to do).
 lab_locked() {
   local mode=$1; shift
   mkdir -p "$LAB_STATE_DIR"
-  ( flock "$mode" 9; "$@" ) 9>"$LAB_LOCK"
+  ( flock "$mode" 9 || { echo "lab network in use by a host; keeping it"; exit 0; }; "$@" ) 9>"$LAB_LOCK"
 }

@@ -21,6 +21,31 @@ mkdir -p "$LAB_RUN" "$LAB_MACHINES" "$(dirname "$LAB_SSH_KEY")"
 ( flock 7; [ -f "$LAB_SSH_KEY" ] || ssh-keygen -q -t ed25519 -N '' -C sharedsw-cvmfs-lab -f "$LAB_SSH_KEY" ) 7>"$LAB_SSH_KEY.lock"
 "$HERE/host-down.sh" "$N" >/dev/null 2>&1 || true          # re-create from scratch if it exists
 
+# The guest shares this machine's kernel but sees no /sys/module and an empty /lib/modules, so
+# `modprobe -q overlay` (cvmfs_server's OverlayFS test) fails on a kernel with overlay built in.
+# Give modprobe the machine's modules.builtin, or, where the machine has none, one made from the
+# file systems the kernel offers now (built in or loaded: either way modprobe may say yes).
+kernel_modules_view() {
+  local kver dir fs
+  kver=$(uname -r); dir=$M/lib/modules/$kver
+  mkdir -p "$dir"
+  if [ -f "/lib/modules/$kver/modules.builtin" ]; then
+    cp "/lib/modules/$kver/modules.builtin" "$dir/"
+  else
+    : > "$dir/modules.builtin"
+    for fs in overlay fuse autofs squashfs; do
+      grep -qw "$fs" /proc/filesystems || continue
+      case $fs in
+        overlay) echo kernel/fs/overlayfs/overlay.ko ;;
+        autofs) echo kernel/fs/autofs/autofs4.ko ;;
+        *) echo "kernel/fs/$fs/$fs.ko" ;;
+      esac >> "$dir/modules.builtin"
+    done
+  fi
+  : > "$dir/modules.order"; : > "$dir/modules.builtin.modinfo"   # depmod warns without them
+  chroot "$M" depmod "$kver"
+}
+
 boot() {
   "$HERE/net-up.sh"
   mkdir -p "$M"
@@ -60,6 +85,7 @@ Gateway=$LAB_GW
 LinkLocalAddressing=no
 IPv6AcceptRA=no
 NET
+  kernel_modules_view
   chroot "$M" systemctl enable -q host0-to-eth0.service systemd-networkd.service 2>/dev/null
   local extra=()
   [ -c /dev/fuse ] && extra+=(--bind=/dev/fuse)    # FUSE inside (CVMFS client, squashfuse)

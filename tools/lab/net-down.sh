@@ -11,8 +11,11 @@ down() {
   if [ -d "$ports" ] && [ -n "$(ls "$ports")" ] && [ "${1:-}" != --force ]; then
     echo "bridge $LAB_BRIDGE still in use ($(cd "$ports" && echo *)); keeping it"; return 0
   fi
+  if [ "${1:-}" != --force ] && "$LAB_TOOLS/package-mirror.sh" status >/dev/null 2>&1; then
+    echo "bridge $LAB_BRIDGE carries the package mirror; keeping it (package-mirror.sh stop, then net-down.sh)"; return 0
+  fi
   ip link del "$LAB_BRIDGE" 2>/dev/null
   nft delete table ip "$LAB_NFT_TABLE" 2>/dev/null
   return 0
 }
-lab_locked -x down "$@"
+lab_locked -xn down "$@"

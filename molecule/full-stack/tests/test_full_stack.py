@@ -5,6 +5,8 @@ import time
 
 import pytest
 
+from tests.support.testinfra_hosts import manifest_revision
+
 REPO = "lab.example.org"
 BUCKET = "lab-software"
 CONTENT = "published through the whole stack\n"
@@ -12,8 +14,7 @@ FILE = "fullstack.txt"
 
 
 def _revision(host):
-    manifest = host.check_output("cat /srv/cvmfs/%s/.cvmfspublished" % REPO)
-    return int([line[1:] for line in manifest.splitlines() if line.startswith("S")][0])
+    return manifest_revision(host, REPO)
 
 
 def _squid_lines(squid, path):
@@ -28,12 +29,32 @@ def _read_on_client(client, wipe_cache=True):
     return client.check_output("cat /cvmfs/%s/%s" % (REPO, FILE))
 
 
+def _event_batches(publisher):
+    """The notification consumer's "batch_done" lines that published something."""
+    log = publisher.run("journalctl -u sharedsw-cvmfs-events@%s --no-pager -o cat" % REPO).stdout
+    return [line for line in log.splitlines() if "event=batch_done" in line and "published=True" in line]
+
+
 @pytest.fixture(scope="module")
 def published(s3, stratum0, publisher, stratum1):
-    """Upload a file, publish it (the job, synchronously), snapshot it: the stratum-0's revision."""
-    s3.put_object(Bucket=BUCKET, Key="cvmfs/" + FILE, Body=CONTENT.encode())
-    run = publisher.run("systemctl start sharedsw-cvmfs-publish@%s.service" % REPO)
-    assert run.rc == 0, publisher.run("journalctl -u sharedsw-cvmfs-publish@%s --no-pager -n 50" % REPO).stdout
+    """Upload a file and let the bucket event publish it (RGW -> RabbitMQ -> the publisher's
+    consumer -> gateway -> stratum-0), then snapshot it: the stratum-0's new revision."""
+    assert publisher.service("sharedsw-cvmfs-events@%s" % REPO).is_running
+    timer = "sharedsw-cvmfs-publish@%s.timer" % REPO   # the safety net stays out of this test's way
+    assert publisher.run("systemctl stop %s" % timer).rc == 0
+    try:
+        before, batches_before = _revision(stratum0), len(_event_batches(publisher))
+        s3.put_object(Bucket=BUCKET, Key="cvmfs/" + FILE, Body=CONTENT.encode())
+        deadline = time.monotonic() + 180
+        while _revision(stratum0) <= before:
+            assert time.monotonic() < deadline, publisher.run(
+                "journalctl -u sharedsw-cvmfs-events@%s --no-pager -n 40" % REPO).stdout
+            time.sleep(1)
+    finally:
+        publisher.run("systemctl start %s" % timer)
+    batches = _event_batches(publisher)
+    assert len(batches) > batches_before, "published, but not by the consumer: %s" % batches
+    assert "added=1" in batches[-1] or "updated=1" in batches[-1], batches[-1]
     snapshot = stratum1.run("systemctl start sharedsw-cvmfs-snapshot.service")
     assert snapshot.rc == 0, stratum1.run("journalctl -u sharedsw-cvmfs-snapshot --no-pager -n 50").stdout
     return _revision(stratum0)

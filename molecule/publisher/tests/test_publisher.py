@@ -5,6 +5,8 @@ import os
 
 import boto3
 
+from tests.support.testinfra_hosts import manifest_revision
+
 REPO = "pub.cvmfs.test"
 
 
@@ -17,8 +19,7 @@ def _weed():
 
 
 def _revision(stratum0):
-    manifest = stratum0.check_output("cat /srv/cvmfs/%s/.cvmfspublished" % REPO)
-    return int([line[1:] for line in manifest.splitlines() if line.startswith("S")][0])
+    return manifest_revision(stratum0, REPO)
 
 
 def test_publisher_has_pub_crt_gw_and_never_the_masterkey(publisher):

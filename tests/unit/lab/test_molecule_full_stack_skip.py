@@ -24,7 +24,7 @@ def test_full_stack_is_skipped_with_one_clear_reason():
     assert skipped[0] == ("== molecule.sh: scenario full-stack SKIPPED: CernVM-FS packages unavailable: the package "
                           "repository host cvmfs-packages.invalid does not resolve from this machine (set "
                           "SHAREDSW_CVMFS_PACKAGE_URL to a reachable mirror of "
-                          "http://cvmfs-packages.invalid/cvmrepo/apt/)"), proc.stdout
+                          "http://cvmfs-packages.invalid/cvmrepo/apt/, or SHAREDSW_CVMFS_PACKAGE_DIR to a mirror directory)"), proc.stdout
     assert "full-stack: SKIPPED: CernVM-FS packages unavailable:" in proc.stdout
     assert "full-stack: passed" not in proc.stdout
     assert "1 scenario(s) SKIPPED" in proc.stdout

@@ -337,6 +337,15 @@ def test_keys_dir_without_keys(host, tmp_path):
     assert result.failed and "holds no key files" in result["msg"]
 
 
+def test_new_repository_with_keys_dir_where_mkfs_makes_keys(host):
+    # a fresh stratum-0: nothing in Vault yet, keys_dir is mkfs's own (empty) keys directory
+    host.write("etc/cvmfs/keys/.keep", "")
+    result = host.run("repository", present(keys_dir=host.path("etc/cvmfs/keys")))
+    assert not result.failed and result["changed"], result
+    mkfs = [argv for argv in host.argvs() if argv[0] == "mkfs"]
+    assert len(mkfs) == 1 and "-k" not in mkfs[0]
+
+
 def test_rmfs_not_root(host):
     host.run("repository", present())
     host.fail = ["rmfs:not_root"]
