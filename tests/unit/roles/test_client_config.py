@@ -54,6 +54,7 @@ CASES = {
                       "client_mount_mode": "static", "client_probe": False,
                       "client_stratum1_urls": ["http://s1.example.org:8000/cvmfs/@fqrn@"]},
     "only_direct": {"client_proxies": [], "client_proxy_direct": True, "client_public_keys_source": "none"},
+    "autofs": {"client_mount_mode": "autofs"},
 }
 
 REFUSED = {
@@ -178,8 +179,38 @@ def test_site_keys_and_commands(rendered, work):
     assert key == (work / "keys" / "tools.example.net.pub").read_text().strip() + "\n"
     assert "PRIVATE" not in rendered["site"]["user_data"]
     assert all(f["permissions"] == "0644" and f["owner"] == "root:root" for f in data["write_files"])
-    assert data["packages"] == ["cvmfs", "attr", "autofs"]
+    # client_mount_mode auto (the default): the VM's kernel decides at boot (test_auto_decides_at_boot)
+    assert data["packages"] == ["cvmfs", "cvmfs-fuse3", "attr", "autofs"]
+    assert len(data["runcmd"]) == 2 and data["runcmd"][0].startswith("if grep -qw autofs /proc/filesystems; then")
+    assert data["runcmd"][1] == ["cvmfs_config", "probe"]
+
+
+def test_autofs(rendered):
+    data = _user_data(rendered, "autofs")
+    assert data["packages"] == ["cvmfs", "cvmfs-fuse3", "attr", "autofs"]
     assert data["runcmd"] == [["cvmfs_config", "setup"], ["cvmfs_config", "probe"]]
+
+
+@pytest.mark.parametrize("kernel_autofs", [True, False])
+def test_auto_decides_at_boot(rendered, tmp_path, kernel_autofs):
+    """The boot command of auto, run by /bin/sh against a stand-in /proc/filesystems, with
+    cvmfs_config, mkdir and mount replaced by stubs that record their arguments."""
+    command = _user_data(rendered, "site")["runcmd"][0]
+    (tmp_path / "filesystems").write_text("nodev\tsysfs\n\text4\n" + ("nodev\tautofs\n" if kernel_autofs else ""))
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for name in ("cvmfs_config", "mkdir", "mount"):
+        (stubs / name).write_text('#!/bin/sh\necho "%s $*" >> %s\n' % (name, tmp_path / "calls"))
+        (stubs / name).chmod(0o755)
+    subprocess.run(["/bin/sh", "-c", command.replace("/proc/filesystems", str(tmp_path / "filesystems"))],
+                   env={"PATH": "%s:/usr/bin:/bin" % stubs}, check=True)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    if kernel_autofs:
+        assert calls == ["cvmfs_config setup"]
+    else:
+        assert calls == ["cvmfs_config setup noautofs"] + [
+            line for repo in ("sw.example.org", "data.example.org", "tools.example.net")
+            for line in ("mkdir -p /cvmfs/" + repo, "mount -t cvmfs %s /cvmfs/%s" % (repo, repo))]
 
 
 def test_direct_static(rendered):
