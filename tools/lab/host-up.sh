@@ -85,8 +85,22 @@ Gateway=$LAB_GW
 LinkLocalAddressing=no
 IPv6AcceptRA=no
 NET
+  # /dev/fuse is bound from this machine, where it may be root-only (0600); cvmfs2 opens it as the
+  # cvmfs user. Make the guest's own node, usable by every user, as udev makes it on a machine.
+  cat > "$M/etc/systemd/system/lab-fuse-device.service" <<'UNIT'
+[Unit]
+Description=/dev/fuse usable by every user (as udev makes it)
+DefaultDependencies=no
+ConditionPathExists=/dev/fuse
+Before=sysinit.target
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'umount /dev/fuse 2>/dev/null; rm -f /dev/fuse && mknod -m 666 /dev/fuse c 10 229'
+[Install]
+WantedBy=sysinit.target
+UNIT
   kernel_modules_view
-  chroot "$M" systemctl enable -q host0-to-eth0.service systemd-networkd.service 2>/dev/null
+  chroot "$M" systemctl enable -q host0-to-eth0.service lab-fuse-device.service systemd-networkd.service 2>/dev/null
   local extra=()
   [ -c /dev/fuse ] && extra+=(--bind=/dev/fuse)    # FUSE inside (CVMFS client, squashfuse)
   echo "$IP" > "$LAB_RUN/$N.ip"

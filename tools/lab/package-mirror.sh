@@ -23,6 +23,13 @@ DIR_FILE=$LAB_STATE_DIR/package-mirror.dir
 LOG=$LAB_STATE_DIR/package-mirror.log
 URL=http://$LAB_GW:$LAB_MIRROR_PORT/
 
+SERVER='
+import functools, http.server, sys
+http.server.ThreadingHTTPServer.request_queue_size = 256
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[3])
+http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), handler).serve_forever()
+'
+
 serving() { [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; }
 
 check_dir() {   # $1 = directory: an apt repository with a Release file (and the key)
@@ -51,7 +58,8 @@ start() {
   flock 6
   if serving && [ "$(cat "$DIR_FILE" 2>/dev/null)" = "$dir" ]; then print_settings 0; return 0; fi
   stop_server
-  setsid python3 -m http.server --bind "$LAB_GW" --directory "$dir" "$LAB_MIRROR_PORT" \
+  # http.server's listen backlog of 5 drops connections when several hosts install at once
+  setsid python3 -c "$SERVER" "$LAB_GW" "$LAB_MIRROR_PORT" "$dir" \
     </dev/null >"$LOG" 2>&1 6>&- &   # 6>&-: the server must not hold the start lock
   echo $! > "$PID_FILE"; echo "$dir" > "$DIR_FILE"
   local i

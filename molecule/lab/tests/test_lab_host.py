@@ -37,6 +37,9 @@ def test_fuse_and_overlay_over_fuse(host):
     assert out.rc == 0, out.stderr
     assert out.stdout.split() == ["payload", "changed", "payload"]
     assert host.run("test -c /dev/fuse").rc == 0
+    # cvmfs2 opens it as the cvmfs user: usable by every user, as udev makes it on a machine
+    assert host.file("/dev/fuse").mode == 0o666
+    assert host.run("setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'exec 3<>/dev/fuse'").rc == 0
 
 
 def kernel_filesystems(host):
