@@ -108,7 +108,7 @@ options:
         and C(.gw) for a gateway publisher) to import with C(mkfs -k).
       - If C(/etc/cvmfs/keys) already holds the same files, they are simply reused; if it holds
         different ones the module fails rather than overwrite them.
-      - O(keys_dir) may be C(/etc/cvmfs/keys) itself (a new stratum-0 whose keys are not in Vault yet):
+      - O(keys_dir) may be C(/etc/cvmfs/keys) itself (a new stratum-0 whose keys are not in Vault yet);
         C(mkfs) then reuses the keys there, or makes new ones.
       - A gateway publisher needs C(<name>.crt), C(<name>.pub) and C(<name>.gw) here or in C(/etc/cvmfs/keys).
     type: path

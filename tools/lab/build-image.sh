@@ -46,7 +46,9 @@ else
   # --skip=cleanup/apt/lists: keep the apt lists, or roles using apt's cache_valid_time would see
   # a "fresh" but empty cache. ssh host keys and machine-id are made per host at boot. Masked:
   # apt's timers (they would grab the dpkg lock mid-converge) and the rpc_pipefs mounts that
-  # nfs-common (pulled in by autofs) cannot do in a container (they would leave systemd "degraded").
+  # nfs-common (pulled in by autofs) cannot do in a container (they would leave systemd "degraded"),
+  # and systemd-network-generator (network from the kernel command line: the machine's, never the
+  # host's; it failed now and then under load, leaving the host "degraded").
   LOG=$LAB_CACHE_DIR/build.log
   echo "building $IMAGE (log: $LOG)"
   if ! mmdebstrap --variant=apt --components=main --skip=cleanup/apt/lists \
@@ -54,6 +56,7 @@ else
     "${HOOKS[@]}" \
     --customize-hook='systemctl --root="$1" mask apt-daily.timer apt-daily-upgrade.timer' \
     --customize-hook='systemctl --root="$1" mask run-rpc_pipefs.mount var-lib-nfs-rpc_pipefs.mount' \
+    --customize-hook='systemctl --root="$1" mask systemd-network-generator.service' \
     --customize-hook='rm -f "$1"/etc/ssh/ssh_host_* "$1"/etc/hostname; : > "$1"/etc/machine-id' \
     "$LAB_SUITE" "$IMAGE.tmp.tar.zst" "$SRC" >"$LOG" 2>&1; then
     tail -25 "$LOG" >&2; rm -f "$IMAGE.tmp.tar.zst"; lab_die "image build failed (log: $LOG)"
