@@ -2,10 +2,14 @@
 directly and through a real squid, plus tampered copies that must fail verification.
 
 Every copy is made at test time in a temporary directory; the fixture itself is never modified.
-Expected values are read from the fixture's files; "now" is passed as reference_time.
+The variants are made from a copy re-keyed at test time (``cvmfs_repo``: fresh master and
+repository keys, tests/support/cvmfs_repo.py); the committed fixture, signed by real CernVM-FS, is
+served untouched too and checked with its own ``.pub``. Expected values are read from the
+fixture's files; "now" is passed as reference_time.
 """
 
 import datetime
+import json
 import os
 import pathlib
 import shutil
@@ -15,9 +19,10 @@ import tempfile
 import pytest
 
 from tests.support.cvmfs_repo import (  # pylint: disable=unused-import
-    cvmfs_repo,  # noqa: F401  (the pytest fixture)
+    cvmfs_repo,  # noqa: F401  (the pytest fixture: re-keyed copy)
     flip_byte,
     new_signing_identity,
+    pristine_repo,  # noqa: F401  (the pytest fixture: the committed fixture, untouched)
     public_pem,
     store_object,
     write,
@@ -34,7 +39,7 @@ def iso(moment):
 
 
 @pytest.fixture(scope="module")
-def served(cvmfs_repo, apache):
+def served(cvmfs_repo, pristine_repo, apache):
     """URLs of the pristine stratum-0/1 copies and of each tampered variant, served by apache.
 
     Not under pytest's tmp_path: every pytest session on the machine resets /tmp/pytest-of-<user>
@@ -42,7 +47,11 @@ def served(cvmfs_repo, apache):
     """
     base = pathlib.Path(tempfile.mkdtemp(prefix="sharedsw-repository-info-"))
     try:
-        yield _serve_variants(cvmfs_repo, apache, base)
+        urls = _serve_variants(cvmfs_repo, apache, base)
+        for which in ("stratum0", "stratum1"):  # byte for byte; the copy only makes it readable for apache
+            name = "pristine-" + which
+            urls[name] = apache.publish("repoinfo-" + name, pristine_repo.copy(which, base / name)).rstrip("/")
+        yield urls
     finally:
         shutil.rmtree(str(base), ignore_errors=True)
 
@@ -144,7 +153,8 @@ def test_stratum1_in_sync_with_stratum0(run_module, served, args, cvmfs_repo):
     assert repo["stratum1"]["last_snapshot"] == iso(snapshot)
     assert repo["stratum1"]["snapshot_age_seconds"] == int((cvmfs_repo.valid_time - snapshot).total_seconds())
     assert repo["stratum1"]["snapshot_in_progress"] is False
-    assert repo["stratum1"]["status"]["last_snapshot"] == snapshot.strftime("%a %b %d %H:%M:%S UTC %Y")
+    status = json.loads(cvmfs_repo.read(cvmfs_repo.stratum1, ".cvmfs_status.json"))
+    assert repo["stratum1"]["status"]["last_snapshot"] == status["last_snapshot"]  # as written, e.g. "Mon Dec  7 ..."
     assert repo["replicable"] is False
     assert repo["replication"] == {
         "stratum0_url": served["s0"], "stratum0_revision": cvmfs_repo.revision,
@@ -157,6 +167,27 @@ def test_stratum1_behind(run_module, served, args, cvmfs_repo):
     replication = result["repository"]["replication"]
     assert replication["stratum0_revision"] == cvmfs_repo.revision + 1
     assert (replication["revisions_behind"], replication["lag_seconds"], replication["in_sync"]) == (1, 600, False)
+
+
+def test_committed_fixture_as_real_cvmfs_signed_it(run_module, served, args, pristine_repo, cvmfs_repo):
+    """The untouched fixture: whitelist, certificate and manifest signatures made by real CernVM-FS,
+    checked with the fixture's own .pub, on the stratum-1 and its stratum-0."""
+    pristine_args = dict(args, public_keys=[pristine_repo.pub], reference_time=iso(pristine_repo.valid_time))
+    result = run(run_module, pristine_args, url=served["pristine-stratum1"], stratum0_url=served["pristine-stratum0"],
+                 name=pristine_repo.name, read_root_catalog=True)
+    assert not result.failed, result.get("msg")
+    repo = result["repository"]
+    raw = pristine_repo.manifest_lines
+    assert (repo["revision"], repo["root_catalog_hash"]) == (pristine_repo.expected["revision"], raw["C"])
+    assert repo["certificate"]["hash"] == raw["X"]
+    assert repo["certificate"]["fingerprint"] == pristine_repo.whitelist_lines[3]
+    assert repo["whitelist"]["expires"] == iso(pristine_repo.whitelist_expires)
+    assert repo["replication"]["in_sync"] is True
+    assert repo["catalog"]["statistics"]["regular"] == sum(
+        1 for entry in pristine_repo.expected["tree"] if entry["type"] == "file")
+    # the re-keyed copy's master key did not sign it: the keys of the other tests are really fresh
+    other = run(run_module, dict(pristine_args, public_keys=[cvmfs_repo.pub]), url=served["pristine-stratum0"])
+    expect_failure(other, "bad_signature", "/.cvmfswhitelist does not verify with the given public key")
 
 
 def test_check_mode_and_key_as_text(run_module, served, args, cvmfs_repo):

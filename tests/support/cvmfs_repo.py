@@ -1,42 +1,49 @@
-"""The real CernVM-FS repository fixture, and tampered copies of it made at test time.
+"""The real CernVM-FS repository fixture, and re-keyed or tampered copies of it made at test time.
 
-The fixture (``cvmfs-repo``: stratum-0 and stratum-1 storage, keys, expected tree) was produced by
-real CernVM-FS 2.12. It lives in the project's shared fixtures directory next to the checkout
-(``<checkout>/../shared/fixtures/cvmfs-repo``, searched upwards from the checkout); the
-environment variable ``SHAREDSW_CVMFS_REPO_FIXTURE`` points somewhere else. Tests that need it
-skip with one clear message when it is absent.
+The fixture (``tests/fixtures/cvmfs-repo``: stratum-0 and stratum-1 storage, the PUBLIC keys and the
+expected tree) was produced by real CernVM-FS 2.12 with ``tools/fixtures/make-cvmfs-repo-fixture.sh``
+and is committed; the environment variable ``SHAREDSW_CVMFS_REPO_FIXTURE`` points at another copy
+of the same layout (any private keys in it are ignored).
 
-Test modules import the module-scoped fixture :func:`cvmfs_repo` (or call
-:func:`fixture_repo_or_skip`). Expected values are read here from the fixture's own files with plain text handling (not with the
-code under test). Signing helpers use the fixture's test-only private keys; they never print,
-return or log key material.
+Test keys are generated at test time, never committed, so the fixture has no private keys. Tests
+that sign variants (tampered or validly signed manifests and whitelists) use a RE-KEYED working
+copy (:func:`rekeyed_copy`, the pytest fixture :func:`cvmfs_repo`): a fresh master key and a fresh
+repository key with a self-signed certificate, the certificate stored as an object, the manifest's
+``X`` line and the whitelist's fingerprint replaced and both files signed again, in the stratum-0
+and the stratum-1 storage. Everything else is the real repository, byte for byte. Tests of the
+signatures real CernVM-FS made use the untouched fixture (:func:`pristine_repo`).
+
+Expected values are read here from the fixture's own files with plain text handling (not with the
+code under test); the signing is written here with ``cryptography``. Helpers never print, return
+or log private key material.
 """
 
 import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
+import tempfile
 import zlib
 
 import pytest
 
 ENV = "SHAREDSW_CVMFS_REPO_FIXTURE"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMMITTED = os.path.join(REPO_ROOT, "tests", "fixtures", "cvmfs-repo")
+_FINGERPRINT = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})+(-[A-Za-z0-9]+)?$")
 
 
 def find_fixture():
-    """Directory of the cvmfs-repo fixture, or ``None``."""
-    if os.environ.get(ENV):
-        path = os.environ[ENV]
-        return path if os.path.isfile(os.path.join(path, "expected-tree.json")) else None
-    parent = REPO_ROOT
-    for _level in range(4):
-        parent = os.path.dirname(parent)
-        path = os.path.join(parent, "shared", "fixtures", "cvmfs-repo")
-        if os.path.isfile(os.path.join(path, "expected-tree.json")):
-            return path
-    return None
+    """Directory of the cvmfs-repo fixture: ``$SHAREDSW_CVMFS_REPO_FIXTURE``, else the committed one."""
+    path = os.environ.get(ENV) or COMMITTED
+    if not os.path.isfile(os.path.join(path, "expected-tree.json")):
+        raise FileNotFoundError(
+            "no CernVM-FS repository fixture at %s (expected-tree.json missing): %s" % (
+                path, "fix or unset %s" % ENV if os.environ.get(ENV)
+                else "restore it from git, or produce it with tools/fixtures/make-cvmfs-repo-fixture.sh"))
+    return path
 
 
 def _header_lines(path):
@@ -46,11 +53,21 @@ def _header_lines(path):
     return data.split(b"\n--\n", 1)[0].decode("utf-8").split("\n")
 
 
-class FixtureRepo:
-    """Paths of the fixture and the facts a test compares against, read from its files."""
+def _manifest_lines(storage):
+    """``{letter: value}`` of the manifest in ``storage``, in file order."""
+    return dict((line[0], line[1:]) for line in _header_lines(os.path.join(storage, ".cvmfspublished")) if line)
 
-    def __init__(self, root):
+
+class FixtureRepo:
+    """Paths of the fixture and the facts a test compares against, read from its files.
+
+    ``private_keys`` (``{"master": key, "repository": key}``) are those of a re-keyed copy; the
+    committed fixture has none, and signing with its keys fails with a message saying so.
+    """
+
+    def __init__(self, root, private_keys=None):
         self.root = root
+        self._private_keys = dict(private_keys or {})
         with open(os.path.join(root, "expected-tree.json")) as handle:
             self.expected = json.load(handle)
         self.name = self.expected["repository"]
@@ -60,10 +77,7 @@ class FixtureRepo:
         self.keys = os.path.join(root, "keys")
         self.pub = os.path.join(self.keys, self.name + ".pub")
         self.crt = os.path.join(self.keys, self.name + ".crt")
-        self._key = os.path.join(self.keys, self.name + ".key")
-        self._masterkey = os.path.join(self.keys, self.name + ".masterkey")
-        self.manifest_lines = dict((line[0], line[1:]) for line in _header_lines(
-            os.path.join(self.stratum0, ".cvmfspublished")) if line)
+        self.manifest_lines = _manifest_lines(self.stratum0)
         self.whitelist_lines = _header_lines(os.path.join(self.stratum0, ".cvmfswhitelist"))
 
     # facts ------------------------------------------------------------------------------
@@ -98,17 +112,15 @@ class FixtureRepo:
     def copy(self, which, destination):
         """Copy ``stratum0``/``stratum1`` storage to ``destination``; return ``destination``."""
         shutil.copytree(getattr(self, which), str(destination))
-        for root, dirs, files in os.walk(str(destination)):
-            os.chmod(root, 0o755)
-            for name in files:
-                os.chmod(os.path.join(root, name), 0o644)
+        make_readable(destination)
         return str(destination)
 
     def _private_key(self, which):
-        from cryptography.hazmat.primitives import serialization
-        path = self._masterkey if which == "master" else self._key
-        with open(path, "rb") as handle:
-            return serialization.load_pem_private_key(handle.read(), password=None)
+        if which not in self._private_keys:
+            raise RuntimeError("the %s key of the fixture at %s is not known here: test keys are made at test "
+                               "time; sign with a re-keyed copy (the cvmfs_repo fixture, rekeyed_copy())"
+                               % (which, self.root))
+        return self._private_keys[which]
 
     def sign_manifest(self, body, key=None, algorithm="sha1"):
         """``.cvmfspublished`` bytes: ``body`` signed like cvmfs does (repository key by default)."""
@@ -162,15 +174,20 @@ def raw_rsa_sign(private_key, data):
     return signed.to_bytes(size, "big")
 
 
-def new_signing_identity(common_name="intruder CernVM-FS Release Managers"):
-    """A fresh RSA key and self-signed certificate (PEM), like ``cvmfs_server`` makes them."""
+def new_rsa_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def new_signing_identity(common_name="intruder CernVM-FS Release Managers", start=None):
+    """A fresh RSA key and self-signed certificate (PEM), like ``cvmfs_server`` makes them
+    (valid for 365 days from ``start``, a fixed day by default: no test reads the clock)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = new_rsa_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    start = start or datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=365))
@@ -204,16 +221,92 @@ def flip_byte(data, offset):
     return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1:]
 
 
-def fixture_repo_or_skip():
-    """The :class:`FixtureRepo`, or skip the calling test with one clear message."""
-    root = find_fixture()
-    if root is None:
-        pytest.skip("real CernVM-FS repository fixture not found: expected ../shared/fixtures/cvmfs-repo "
-                    "next to the checkout, or set %s to its directory" % ENV)
-    return FixtureRepo(root)
+def _fingerprint_line(old_line, der):
+    """The whitelist line for certificate ``der``, in the notation of ``old_line`` (``AB:CD:..[-SUFFIX]``)."""
+    _hex, _sep, suffix = old_line.partition("-")
+    digest = hash_string(der, suffix.lower() or "sha1").partition("-")[0]
+    pairs = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2)).upper()
+    return pairs + ("-" + suffix if suffix else "")
+
+
+def _resign(path, transform, sign):
+    """Rewrite the signed file ``path``: new text ``transform(lines)``, signed again with ``sign``
+    (hash line in the file's own algorithm)."""
+    with open(path, "rb") as handle:
+        text, _sep, rest = handle.read().partition(b"\n--\n")
+    old_hash = rest.split(b"\n", 1)[0].decode("ascii")
+    algorithm = old_hash.partition("-")[2] or "sha1"
+    body = ("\n".join(transform(text.decode("utf-8").split("\n"))) + "\n").encode("utf-8")
+    hash_line = hash_string(body, algorithm).encode("ascii")
+    write(path, body + b"--\n" + hash_line + b"\n" + sign(hash_line))
+
+
+def rekeyed_copy(source, destination):
+    """A working copy of the fixture ``source`` (a :class:`FixtureRepo`) in ``destination``, signed
+    with fresh test keys; returns its :class:`FixtureRepo`, which can sign variants.
+
+    What ``cvmfs_server`` would have done with these keys: the new certificate stored as a
+    zlib-compressed ``X`` object, the manifests' ``X`` line pointing at it and signed with the new
+    repository key, the whitelists listing its fingerprint and signed with the new master key
+    (raw RSA), ``<name>.pub``/``<name>.crt`` replaced. Dates and all other bytes stay as they were.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    destination = str(destination)
+    shutil.copytree(source.root, destination, ignore=shutil.ignore_patterns("*.key", "*.masterkey"))
+    master = new_rsa_key()
+    repository, certificate = new_signing_identity(
+        "%s CernVM-FS Release Managers" % source.name[:30], start=source.whitelist_created - datetime.timedelta(minutes=1))
+    der = x509.load_pem_x509_certificate(certificate).public_bytes(serialization.Encoding.DER)
+    copy = FixtureRepo(destination)
+    with open(copy.pub, "w") as handle:
+        handle.write(public_pem(master))
+    write(copy.crt, certificate)
+
+    def new_fingerprints(lines):
+        listed = [i for i, line in enumerate(lines) if i >= 3 and _FINGERPRINT.match(line)]
+        assert listed, "the fixture's whitelist lists no certificate fingerprint"
+        return [_fingerprint_line(line, der) if i in listed else line for i, line in enumerate(lines)]
+
+    for storage in (copy.stratum0, copy.stratum1):
+        x_old = _manifest_lines(storage)["X"]
+        x_hash = store_object(storage, certificate, "X", algorithm=x_old.partition("-")[2] or "sha1")
+        _resign(os.path.join(storage, ".cvmfspublished"),
+                lambda lines, x_hash=x_hash: ["X" + x_hash if line.startswith("X") else line for line in lines],
+                lambda hash_line: repository.sign(hash_line, padding.PKCS1v15(), hashes.SHA1()))
+        _resign(os.path.join(storage, ".cvmfswhitelist"), new_fingerprints,
+                lambda hash_line: raw_rsa_sign(master, hash_line))
+    make_readable(destination)
+    return FixtureRepo(destination, private_keys={"master": master, "repository": repository})
+
+
+def make_readable(top):
+    """Directories 0755, files 0644 (apache's user reads the copies)."""
+    for root, _dirs, files in os.walk(str(top)):
+        os.chmod(root, 0o755)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o644)
+
+
+def fixture_repo():
+    """The committed fixture (or ``$SHAREDSW_CVMFS_REPO_FIXTURE``), untouched: no private keys."""
+    return FixtureRepo(find_fixture())
+
+
+@pytest.fixture(scope="module")
+def pristine_repo():
+    """The real CernVM-FS 2.12 repository fixture as committed: signatures made by real CernVM-FS."""
+    return fixture_repo()
 
 
 @pytest.fixture(scope="module")
 def cvmfs_repo():
-    """The real CernVM-FS 2.12 repository fixture (skips when absent); import it into a test module."""
-    return fixture_repo_or_skip()
+    """A re-keyed working copy of the fixture (fresh test keys; can sign variants); import it into a
+    test module. Not under pytest's tmp_path: apache's user must be able to read copies of it."""
+    base = tempfile.mkdtemp(prefix="sharedsw-cvmfs-repo-")
+    os.chmod(base, 0o755)
+    try:
+        yield rekeyed_copy(fixture_repo(), os.path.join(base, "cvmfs-repo"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

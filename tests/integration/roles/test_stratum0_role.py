@@ -7,6 +7,7 @@ What cannot run here: cvmfs_server (mkfs, resign, gc, update-repoinfo) and cvmfs
 The molecule scenarios stratum0 and stratum0-s3 cover those where CernVM-FS packages install.
 """
 
+import datetime
 import json
 import os
 import shutil
@@ -19,13 +20,15 @@ import pytest
 
 from tests.harness.apache import Apache, MODULES, make_world_readable
 from tests.support.cvmfs_keyset import keyset, write_keyset
+from tests.support.cvmfs_repo import (  # pylint: disable=unused-import
+    pristine_repo,  # noqa: F401  (the pytest fixture: the committed fixture, untouched)
+)
 from tests.support.role_hosts import role_paths
 
 from ._playbook import assert_converged_then_unchanged, run_playbook, systemd_verify
 
 pytestmark = pytest.mark.integration
 
-FIXTURE = "/work/shared/fixtures/cvmfs-repo"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 SW, DATA = "sw.example.org", "data.example.org"
 
@@ -172,29 +175,30 @@ def test_timer_settings_per_repository(site):
     assert "SHAREDSW_WHITELIST_SOURCE=--url https://rgw.example.org/cvmfs-data/%s\n" % DATA in s3_env
 
 
-def test_whitelist_check_installed_runs_with_the_system_python(site):
+def test_whitelist_check_installed_runs_with_the_system_python(site, pristine_repo):
+    """On the real fixture's whitelist, at moments counted back from its own expiry (never the clock)."""
     host = site["host"]
     program_dir = host.path("usr/local/lib/sharedsw-cvmfs")
-    whitelist = os.path.join(FIXTURE, "stratum0", "fixture.cvmfs.test", ".cvmfswhitelist")
+    whitelist = os.path.join(pristine_repo.stratum0, ".cvmfswhitelist")
+    expires = pristine_repo.whitelist_expires
 
-    def check(now, alert_days=14):
+    def check(now, alert_days=14, name=pristine_repo.name):
         return subprocess.run(["/usr/bin/python3", "-m", "sharedsw_cvmfs._whitelist_check", "--name",
-                               "fixture.cvmfs.test", "--file", whitelist, "--alert-days", str(alert_days),
-                               "--now", now], env={"PYTHONPATH": str(program_dir), "PATH": "/usr/bin:/bin"},
+                               name, "--file", whitelist, "--alert-days", str(alert_days),
+                               "--now", now.strftime("%Y-%m-%dT%H:%M:%S")],
+                              env={"PYTHONPATH": str(program_dir), "PATH": "/usr/bin:/bin"},
                               capture_output=True, check=False, text=True)
 
-    fresh = check("2026-11-24T00:00:00")
+    fresh = check(expires - datetime.timedelta(days=29, hours=12))
     assert fresh.returncode == 0, fresh.stderr
-    assert "valid for 29.5 more days" in fresh.stdout
-    soon = check("2026-12-15T11:19:40")
+    assert "valid for 29.5 more days (until %s)" % expires.strftime("%Y-%m-%d %H:%M UTC") in fresh.stdout
+    soon = check(expires - datetime.timedelta(days=8))
     assert soon.returncode == 1
     assert "expires in 8.0 days" in soon.stderr and "resign" in soon.stderr
-    expired = check("2026-12-24T00:00:00")
+    expired = check(expires + datetime.timedelta(hours=12))
     assert expired.returncode == 1 and "EXPIRED" in expired.stderr
-    wrong = subprocess.run(["/usr/bin/python3", "-m", "sharedsw_cvmfs._whitelist_check", "--name", SW,
-                            "--file", whitelist, "--alert-days", "14", "--now", "2026-11-24T00:00:00"],
-                           env={"PYTHONPATH": str(program_dir)}, capture_output=True, check=False, text=True)
-    assert wrong.returncode == 2 and "names repository fixture.cvmfs.test" in wrong.stderr
+    wrong = check(expires - datetime.timedelta(days=29, hours=12), name=SW)
+    assert wrong.returncode == 2 and "names repository %s" % pristine_repo.name in wrong.stderr
 
 
 class RepositoryApache(Apache):
@@ -212,14 +216,14 @@ class RepositoryApache(Apache):
             handle.write("\n".join(extra) + "\nIncludeOptional %s/*.conf\n" % self.conf_dir)
 
 
-def test_apache_serves_the_repository_as_cvmfs_expects(site):
+def test_apache_serves_the_repository_as_cvmfs_expects(site, pristine_repo):
     """apache2 with the role's configuration serves the real fixture repository."""
     host = site["host"]
     storage = host.path("srv/cvmfs", SW)
     if storage.exists():
         shutil.rmtree(str(storage))
-    shutil.copytree(os.path.join(FIXTURE, "stratum0", "fixture.cvmfs.test"), str(storage))
-    make_world_readable(str(storage))
+    pristine_repo.copy("stratum0", storage)
+    make_world_readable(str(storage))  # and o+x on its parents
     with RepositoryApache(str(host.path("etc/apache2/conf-enabled"))) as apache:
         def get(path):
             with urllib.request.urlopen(apache.url + path, timeout=10) as response:
@@ -227,7 +231,7 @@ def test_apache_serves_the_repository_as_cvmfs_expects(site):
 
         status, headers, body = get("/cvmfs/%s/.cvmfspublished" % SW)
         assert status == 200
-        assert body == open(os.path.join(FIXTURE, "stratum0/fixture.cvmfs.test/.cvmfspublished"), "rb").read()
+        assert body == pristine_repo.read(pristine_repo.stratum0, ".cvmfspublished")
         assert headers["Content-Type"] == "application/x-cvmfs"
         assert headers["Cache-Control"] == "max-age=61"
         assert "Last-Modified" not in headers and "ETag" not in headers

@@ -2,10 +2,11 @@
 scratch tree; tag stratum1_packages skipped) against the TEST DOUBLE of cvmfs_server
 (tests/cvmfs_double: add-replica and snapshot as cvmfs-facts.md documents them), a real OpenBao
 (public keys), and a stratum-0 served by the harness's apache2 from a copy of the real fixture
-repository. What it renders is then used by the real consumers: apache2 serves the replica with
-the role's configuration (caching headers, GeoAPI through mod_wsgi), the role's squid.conf runs
-a real squid in front of it, systemd-analyze verifies the units, logrotate reads its file, nft
-checks the redirect table, and the installed lag check runs with the distribution's Python.
+repository (re-keyed at test time: the lag checks' variants are signed with fresh test keys).
+What it renders is then used by the real consumers: apache2 serves the replica with the role's
+configuration (caching headers, GeoAPI through mod_wsgi), the role's squid.conf runs a real squid
+in front of it, systemd-analyze verifies the units, logrotate reads its file, nft checks the
+redirect table, and the installed lag check runs with the distribution's Python (at a fixed "now").
 
 What is not real here: cvmfs_server (the double copies only the manifest and whitelist in a
 snapshot; the objects a real snapshot pulls are copied from the fixture's real replica where a
@@ -14,6 +15,7 @@ path it receives, to check the routing). The molecule scenario stratum1 covers t
 CernVM-FS packages install.
 """
 
+import datetime
 import os
 import pwd
 import shutil
@@ -27,7 +29,9 @@ import uuid
 import pytest
 
 from tests.cvmfs_double import DOUBLE
-from tests.support.cvmfs_repo import fixture_repo_or_skip
+from tests.support.cvmfs_repo import (  # pylint: disable=unused-import
+    cvmfs_repo,  # noqa: F401  (the pytest fixture: re-keyed copy)
+)
 from tests.harness.apache import MODULES, Apache, make_world_readable
 from tests.harness._process import free_port
 from tests.harness.squid import Squid
@@ -148,11 +152,6 @@ class Host:
 
 
 @pytest.fixture(scope="module")
-def cvmfs_repo():
-    return fixture_repo_or_skip()
-
-
-@pytest.fixture(scope="module")
 def site(cvmfs_repo, apache, openbao):
     """A stratum-0 (apache serving a copy of the fixture) and one stratum-1 converged twice."""
     base = tempfile.mkdtemp(prefix="stratum1-")  # not tmp_path: apache must read it
@@ -172,8 +171,11 @@ def site(cvmfs_repo, apache, openbao):
     first = host.run()
     second = host.run()
     check = host.run(check=True)
+    # "now" of the lag checks: two hours after the fixture's publication (never the clock)
+    lag_now = datetime.datetime.fromtimestamp(int(cvmfs_repo.manifest_lines["T"]) + 7200, datetime.timezone.utc)
     yield {"base": base, "host": host, "first": first, "second": second, "check": check, "s0_storage": s0_storage,
-           "stratum0_url": stratum0_url, "s1_apache": s1_apache, "squid": squid, "openbao": openbao, "prefix": prefix}
+           "stratum0_url": stratum0_url, "s1_apache": s1_apache, "squid": squid, "openbao": openbao, "prefix": prefix,
+           "lag_now": lag_now.strftime("%Y-%m-%dT%H:%M:%S")}
     s1_apache.close()
     squid.close()
     shutil.rmtree(base, ignore_errors=True)
@@ -343,19 +345,22 @@ def test_squid_reverse_proxy_caches_only_the_geoapi(served):
     assert "HIT" in second[1].get("X-Cache", ""), second[1]
 
 
-def _lag_check(host, replica_url=None, stratum0_url=None):
-    """Run the installed lag check the way its unit does (settings from the role's env file)."""
+def _lag_check(site, replica_url=None, stratum0_url=None):
+    """Run the installed lag check the way its unit does (settings from the role's env file), at
+    the fixed moment ``site["lag_now"]``."""
+    host = site["host"]
     env = dict(line.split("=", 1) for line in host.read("etc/sharedsw-cvmfs/stratum1", REPO + ".env").splitlines()
                if line and not line.startswith("#"))
     argv = ["/usr/bin/python3", "-m", "sharedsw_cvmfs._replica_lag", "--name", REPO,
             "--replica", replica_url or env["SHAREDSW_REPLICA_URL"], "--stratum0", stratum0_url or env["SHAREDSW_STRATUM0_URL"],
-            "--max-revisions", env["SHAREDSW_LAG_MAX_REVISIONS"], "--max-seconds", env["SHAREDSW_LAG_MAX_SECONDS"]]
+            "--max-revisions", env["SHAREDSW_LAG_MAX_REVISIONS"], "--max-seconds", env["SHAREDSW_LAG_MAX_SECONDS"],
+            "--now", site["lag_now"]]
     return subprocess.run(argv, env={"PYTHONPATH": host.path("usr/local/lib/sharedsw-cvmfs"), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, check=False)
 
 
 def test_lag_check_in_sync_over_http(site, served):
-    proc = _lag_check(site["host"])
+    proc = _lag_check(site)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "replica %s is in sync with its stratum-0 at revision 3\n" % REPO
 
@@ -367,7 +372,7 @@ def test_lag_check_fails_when_the_stratum0_moved_on(site, served, cvmfs_repo):
     try:
         with open(manifest, "wb") as handle:
             handle.write(cvmfs_repo.sign_manifest(cvmfs_repo.manifest_body(S="6")))
-        proc = _lag_check(site["host"])
+        proc = _lag_check(site)
     finally:
         with open(manifest, "wb") as handle:
             handle.write(original)
@@ -379,7 +384,7 @@ def test_lag_check_fails_when_the_stratum0_moved_on(site, served, cvmfs_repo):
 
 def test_lag_check_stratum0_unreachable(site, served):
     closed = "http://127.0.0.1:%d/cvmfs/%s" % (free_port(), REPO)
-    proc = _lag_check(site["host"], stratum0_url=closed)
+    proc = _lag_check(site, stratum0_url=closed)
     assert proc.returncode == 2
     assert proc.stderr.startswith("replication check of %s failed, cannot read the stratum-0 manifest: GET %s/"
                                   ".cvmfspublished failed" % (REPO, closed))
@@ -391,7 +396,7 @@ def test_lag_check_garbage_replica_manifest(site, served):
     try:
         with open(manifest, "wb") as handle:
             handle.write(b"<html><body>It works!</body></html>\n")
-        proc = _lag_check(site["host"])
+        proc = _lag_check(site)
     finally:
         with open(manifest, "wb") as handle:
             handle.write(original)
@@ -419,13 +424,14 @@ def test_snapshot_timer_command_catches_up_only_with_logrotate_in_place(site, se
         finally:
             os.rename(logrotate + ".away", logrotate)
         assert refused.returncode == 1 and "Suggested content" in refused.stdout
-        # the fake revision carries the fixture's publication time, hours ago: beyond the time limit
-        behind = _lag_check(host)
+        # the fake revision carries the fixture's publication time, two hours before the checks' "now":
+        # beyond the time limit
+        behind = _lag_check(site)
         assert behind.returncode == 1 and "is 1 revision behind" in behind.stderr, behind.stderr
         ran = subprocess.run(exec_start, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert "snapshot of %s exited 0" % REPO in host.read("var/log/cvmfs/snapshots.log")
-        caught_up = _lag_check(host)
+        caught_up = _lag_check(site)
         assert caught_up.returncode == 0 and "in sync with its stratum-0 at revision 4" in caught_up.stdout
     finally:
         with open(s0_manifest, "wb") as handle:

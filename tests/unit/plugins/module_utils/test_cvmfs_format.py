@@ -1,7 +1,10 @@
 """_cvmfs_format on the bytes of a real CernVM-FS 2.12 repository and on tampered copies of it.
 
-Expected values come from the fixture's own files (see tests/support/cvmfs_repo.py), never from
-the code under test. "now" is always passed explicitly: the fixture's whitelist has a fixed expiry.
+Tests of what real CernVM-FS wrote and signed read the committed fixture untouched (``pristine_repo``,
+checked with its own ``.pub``); tests that sign variants use a copy re-keyed at test time
+(``cvmfs_repo``: fresh master and repository keys, see tests/support/cvmfs_repo.py). Expected values
+come from the fixture's own files, never from the code under test. "now" is always passed
+explicitly: the fixture's whitelist has a fixed expiry.
 """
 
 import datetime
@@ -18,9 +21,10 @@ import pytest
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_format as fmt
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from tests.support.cvmfs_repo import (  # pylint: disable=unused-import
-    cvmfs_repo,  # noqa: F401  (the pytest fixture)
+    cvmfs_repo,  # noqa: F401  (the pytest fixture: re-keyed copy)
     flip_byte,
     new_signing_identity,
+    pristine_repo,  # noqa: F401  (the pytest fixture: the committed fixture, untouched)
     public_pem,
     store_object,
     write,
@@ -64,7 +68,14 @@ class DirectoryFetcher:
 
 @pytest.fixture(scope="module")
 def master_keys(cvmfs_repo):
+    """The re-keyed copy's master public key."""
     return fmt.load_public_keys([("fixture pub", cvmfs_repo.public_key_text())])
+
+
+@pytest.fixture(scope="module")
+def pristine_keys(pristine_repo):
+    """The committed fixture's master public key, as real CernVM-FS made it."""
+    return fmt.load_public_keys([("fixture pub", pristine_repo.public_key_text())])
 
 
 @pytest.fixture(scope="module")
@@ -108,21 +119,21 @@ def test_hash_algorithm_rejects(text, reason):
         fmt.hash_algorithm(text)
 
 
-def test_object_path_of_fixture_objects(cvmfs_repo):
-    catalog = cvmfs_repo.manifest_lines["C"]
+def test_object_path_of_fixture_objects(pristine_repo):
+    catalog = pristine_repo.manifest_lines["C"]
     path = fmt.object_path(catalog, "C")
     assert path == "data/%s/%sC" % (catalog[:2], catalog[2:])
-    assert os.path.isfile(os.path.join(cvmfs_repo.stratum0, path))
+    assert os.path.isfile(os.path.join(pristine_repo.stratum0, path))
     assert fmt.object_path(catalog + "-shake128", "X").endswith(catalog[2:] + "-shake128X")
 
 
 # --------------------------------------------------------------------------- manifest
 
-def test_parse_manifest_of_fixture(cvmfs_repo):
-    raw = cvmfs_repo.manifest_lines
-    manifest = fmt.parse_manifest(cvmfs_repo.read(cvmfs_repo.stratum0, ".cvmfspublished"))
-    assert manifest.revision == int(raw["S"]) == cvmfs_repo.expected["revision"]
-    assert manifest.name == raw["N"] == cvmfs_repo.expected["repository"]
+def test_parse_manifest_of_fixture(pristine_repo):
+    raw = pristine_repo.manifest_lines
+    manifest = fmt.parse_manifest(pristine_repo.read(pristine_repo.stratum0, ".cvmfspublished"))
+    assert manifest.revision == int(raw["S"]) == pristine_repo.expected["revision"]
+    assert manifest.name == raw["N"] == pristine_repo.expected["repository"]
     assert manifest.root_catalog == raw["C"]
     assert manifest.root_catalog_size == int(raw["B"])
     assert manifest.root_path_hash == raw["R"] == hashlib.md5(b"").hexdigest()
@@ -136,9 +147,9 @@ def test_parse_manifest_of_fixture(cvmfs_repo):
     assert len(manifest.letter.signature) == 256  # RSA-2048
 
 
-def test_stratum1_serves_the_same_manifest(cvmfs_repo):
-    s0 = fmt.parse_manifest(cvmfs_repo.read(cvmfs_repo.stratum0, ".cvmfspublished"))
-    s1 = fmt.parse_manifest(cvmfs_repo.read(cvmfs_repo.stratum1, ".cvmfspublished"))
+def test_stratum1_serves_the_same_manifest(pristine_repo):
+    s0 = fmt.parse_manifest(pristine_repo.read(pristine_repo.stratum0, ".cvmfspublished"))
+    s1 = fmt.parse_manifest(pristine_repo.read(pristine_repo.stratum1, ".cvmfspublished"))
     assert (s1.revision, s1.root_catalog, s1.name) == (s0.revision, s0.root_catalog, s0.name)
 
 
@@ -161,23 +172,23 @@ def test_manifest_keeps_channel_tips_and_unknown_lines(cvmfs_repo):
 
 # --------------------------------------------------------------------------- certificate
 
-def test_certificate_object_is_zlib_compressed_and_is_the_repository_certificate(cvmfs_repo):
+def test_certificate_object_is_zlib_compressed_and_is_the_repository_certificate(pristine_repo):
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
-    x_hash = cvmfs_repo.manifest_lines["X"]
-    stored = cvmfs_repo.read(cvmfs_repo.stratum0, fmt.object_path(x_hash, "X"))
+    x_hash = pristine_repo.manifest_lines["X"]
+    stored = pristine_repo.read(pristine_repo.stratum0, fmt.object_path(x_hash, "X"))
     assert zlib.decompress(stored).startswith(b"-----BEGIN CERTIFICATE-----")  # compressed, as facts say
     certificate = fmt.load_certificate_object(stored, x_hash)
-    with open(cvmfs_repo.crt, "rb") as handle:
+    with open(pristine_repo.crt, "rb") as handle:
         on_disk = x509.load_pem_x509_certificate(handle.read())
     der = on_disk.public_bytes(serialization.Encoding.DER)
     assert certificate.public_bytes(serialization.Encoding.DER) == der
     assert fmt.certificate_fingerprint(certificate) == hashlib.sha1(der).hexdigest()
 
 
-def test_certificate_object_uncompressed_pem_is_accepted(cvmfs_repo):
-    x_hash = cvmfs_repo.manifest_lines["X"]
-    pem = zlib.decompress(cvmfs_repo.read(cvmfs_repo.stratum0, fmt.object_path(x_hash, "X")))
+def test_certificate_object_uncompressed_pem_is_accepted(pristine_repo):
+    x_hash = pristine_repo.manifest_lines["X"]
+    pem = zlib.decompress(pristine_repo.read(pristine_repo.stratum0, fmt.object_path(x_hash, "X")))
     certificate = fmt.load_certificate_object(pem, hashlib.sha1(pem).hexdigest())
     assert "CernVM-FS Release Managers" in certificate.subject.rfc4514_string()
 
@@ -203,9 +214,9 @@ def _verified_manifest(cvmfs_repo, data):
     return manifest
 
 
-def test_fixture_manifest_signature_verifies(cvmfs_repo):
-    data = cvmfs_repo.read(cvmfs_repo.stratum0, ".cvmfspublished")
-    assert _verified_manifest(cvmfs_repo, data).revision == cvmfs_repo.revision
+def test_fixture_manifest_signature_verifies(pristine_repo):
+    data = pristine_repo.read(pristine_repo.stratum0, ".cvmfspublished")
+    assert _verified_manifest(pristine_repo, data).revision == pristine_repo.revision
 
 
 def test_flipped_byte_in_manifest_text(cvmfs_repo):
@@ -262,29 +273,29 @@ def test_garbage_manifest(garbage):
 
 # --------------------------------------------------------------------------- whitelist
 
-def test_parse_whitelist_of_fixture(cvmfs_repo):
-    whitelist = fmt.parse_whitelist(cvmfs_repo.read(cvmfs_repo.stratum0, ".cvmfswhitelist"))
-    assert whitelist.created == cvmfs_repo.whitelist_created
-    assert whitelist.expires == cvmfs_repo.whitelist_expires
-    assert whitelist.name == cvmfs_repo.name
-    assert whitelist.fingerprints == [line.replace(":", "").lower() for line in cvmfs_repo.whitelist_lines[3:]]
+def test_parse_whitelist_of_fixture(pristine_repo):
+    whitelist = fmt.parse_whitelist(pristine_repo.read(pristine_repo.stratum0, ".cvmfswhitelist"))
+    assert whitelist.created == pristine_repo.whitelist_created
+    assert whitelist.expires == pristine_repo.whitelist_expires
+    assert whitelist.name == pristine_repo.name
+    assert whitelist.fingerprints == [line.replace(":", "").lower() for line in pristine_repo.whitelist_lines[3:]]
     assert not whitelist.pkcs7 and not whitelist.ca_chain
 
 
-def test_whitelist_lists_the_fixture_certificate(cvmfs_repo):
+def test_whitelist_lists_the_fixture_certificate(pristine_repo):
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
-    with open(cvmfs_repo.crt, "rb") as handle:
+    with open(pristine_repo.crt, "rb") as handle:
         der = x509.load_pem_x509_certificate(handle.read()).public_bytes(serialization.Encoding.DER)
-    whitelist = fmt.parse_whitelist(cvmfs_repo.read(cvmfs_repo.stratum0, ".cvmfswhitelist"))
+    whitelist = fmt.parse_whitelist(pristine_repo.read(pristine_repo.stratum0, ".cvmfswhitelist"))
     assert hashlib.sha1(der).hexdigest() in whitelist.fingerprints
 
 
-def test_whitelist_signature_verifies_with_master_key(cvmfs_repo, master_keys, intruder):
-    whitelist = fmt.parse_whitelist(cvmfs_repo.read(cvmfs_repo.stratum0, ".cvmfswhitelist"))
-    assert fmt.verify_whitelist(whitelist, master_keys) == 0
+def test_whitelist_signature_verifies_with_master_key(pristine_repo, pristine_keys, intruder):
+    whitelist = fmt.parse_whitelist(pristine_repo.read(pristine_repo.stratum0, ".cvmfswhitelist"))
+    assert fmt.verify_whitelist(whitelist, pristine_keys) == 0
     other = fmt.load_public_keys([("intruder", public_pem(intruder[0]))])
-    assert fmt.verify_whitelist(whitelist, other + master_keys) == 1  # any configured key may match
+    assert fmt.verify_whitelist(whitelist, other + pristine_keys) == 1  # any configured key may match
 
 
 def test_whitelist_with_wrong_key(cvmfs_repo, intruder):
@@ -427,12 +438,12 @@ def test_missing_key_file(tmp_path):
 
 # --------------------------------------------------------------------------- stratum-1 files, catalog
 
-def test_last_snapshot_of_fixture(cvmfs_repo):
-    text = cvmfs_repo.read(cvmfs_repo.stratum1, ".cvmfs_last_snapshot")
+def test_last_snapshot_of_fixture(pristine_repo):
+    text = pristine_repo.read(pristine_repo.stratum1, ".cvmfs_last_snapshot")
     expected = datetime.datetime.strptime(text.decode().strip().replace("UTC ", ""),
                                           "%a %b %d %H:%M:%S %Y").replace(tzinfo=UTC)
     assert fmt.parse_snapshot_time(text) == expected
-    status = fmt.parse_status_json(cvmfs_repo.read(cvmfs_repo.stratum1, ".cvmfs_status.json"))
+    status = fmt.parse_status_json(pristine_repo.read(pristine_repo.stratum1, ".cvmfs_status.json"))
     assert fmt.parse_snapshot_time(status["last_snapshot"]) == expected
 
 
@@ -459,13 +470,13 @@ def test_status_json_garbage():
         fmt.parse_status_json(b"[1]")
 
 
-def test_root_catalog_against_expected_tree(cvmfs_repo):
-    c_hash = cvmfs_repo.manifest_lines["C"]
-    catalog = fmt.read_catalog(cvmfs_repo.read(cvmfs_repo.stratum0, fmt.object_path(c_hash, "C")), c_hash)
-    tree = cvmfs_repo.expected["tree"]
+def test_root_catalog_against_expected_tree(pristine_repo):
+    c_hash = pristine_repo.manifest_lines["C"]
+    catalog = fmt.read_catalog(pristine_repo.read(pristine_repo.stratum0, fmt.object_path(c_hash, "C")), c_hash)
+    tree = pristine_repo.expected["tree"]
     nested = sum(1 for entry in tree if entry["path"].endswith("/.cvmfscatalog"))
-    assert catalog["revision"] == cvmfs_repo.revision
-    assert catalog["ttl"] == int(cvmfs_repo.manifest_lines["D"])
+    assert catalog["revision"] == pristine_repo.revision
+    assert catalog["ttl"] == int(pristine_repo.manifest_lines["D"])
     assert catalog["nested_catalogs"] == nested
     stats = catalog["statistics"]
     assert stats["regular"] == sum(1 for entry in tree if entry["type"] == "file")
@@ -509,30 +520,30 @@ def test_utc_datetime_rejects_text():
 
 # --------------------------------------------------------------------------- the whole check, on files
 
-def test_inspect_stratum1_against_stratum0(cvmfs_repo, master_keys):
+def test_inspect_stratum1_against_stratum0(pristine_repo, pristine_keys):
     fetcher = DirectoryFetcher()
-    info = fmt.inspect_repository(cvmfs_repo.stratum1, fetcher, master_keys, cvmfs_repo.valid_time,
-                                  stratum0_url=cvmfs_repo.stratum0, read_root_catalog=True)
-    raw = cvmfs_repo.manifest_lines
-    assert info["name"] == cvmfs_repo.name
+    info = fmt.inspect_repository(pristine_repo.stratum1, fetcher, pristine_keys, pristine_repo.valid_time,
+                                  stratum0_url=pristine_repo.stratum0, read_root_catalog=True)
+    raw = pristine_repo.manifest_lines
+    assert info["name"] == pristine_repo.name
     assert (info["revision"], info["root_catalog_hash"], info["ttl"]) == (
-        cvmfs_repo.revision, raw["C"], int(raw["D"]))
+        pristine_repo.revision, raw["C"], int(raw["D"]))
     assert info["published_epoch"] == int(raw["T"])
-    assert info["whitelist"]["expires"] == cvmfs_repo.whitelist_expires.strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert info["certificate"]["fingerprint"] == cvmfs_repo.whitelist_lines[3]
+    assert info["whitelist"]["expires"] == pristine_repo.whitelist_expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert info["certificate"]["fingerprint"] == pristine_repo.whitelist_lines[3]
     assert info["replicable"] is False
-    snapshot = fmt.parse_snapshot_time(cvmfs_repo.read(cvmfs_repo.stratum1, ".cvmfs_last_snapshot"))
+    snapshot = fmt.parse_snapshot_time(pristine_repo.read(pristine_repo.stratum1, ".cvmfs_last_snapshot"))
     assert info["stratum1"]["last_snapshot_epoch"] == int(snapshot.timestamp())
-    assert info["stratum1"]["snapshot_age_seconds"] == int((cvmfs_repo.valid_time - snapshot).total_seconds())
+    assert info["stratum1"]["snapshot_age_seconds"] == int((pristine_repo.valid_time - snapshot).total_seconds())
     assert info["replication"]["in_sync"] is True
     assert info["replication"]["revisions_behind"] == 0
-    assert info["catalog"]["revision"] == cvmfs_repo.revision
+    assert info["catalog"]["revision"] == pristine_repo.revision
     json.dumps(info)  # plain data only
 
 
-def test_inspect_stratum0(cvmfs_repo, master_keys):
-    info = fmt.inspect_repository(cvmfs_repo.stratum0, DirectoryFetcher(), master_keys, cvmfs_repo.valid_time,
-                                  name=cvmfs_repo.name)
+def test_inspect_stratum0(pristine_repo, pristine_keys):
+    info = fmt.inspect_repository(pristine_repo.stratum0, DirectoryFetcher(), pristine_keys, pristine_repo.valid_time,
+                                  name=pristine_repo.name)
     assert info["replicable"] is True
     assert info["stratum1"] is None and info["replication"] is None and info["catalog"] is None
 

@@ -1,21 +1,17 @@
 """_replica_lag (the program of the stratum-1's lag-check timer) on manifests of the real fixture
 repository. Manifests at other revisions are the fixture's manifest with its S/T/C lines changed
-and signed again with the fixture's test key AT TEST TIME (the lag check reads structure only).
-The same program over HTTP against apache: tests/integration/roles/test_stratum1_role.py."""
-
-import pytest
+and signed again AT TEST TIME with the test key of a re-keyed copy (the lag check reads structure
+only). The same program over HTTP against apache: tests/integration/roles/test_stratum1_role.py."""
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _replica_lag as lag
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_format import parse_manifest
-from tests.support.cvmfs_repo import fixture_repo_or_skip
+from tests.support.cvmfs_repo import (  # pylint: disable=unused-import
+    cvmfs_repo,  # noqa: F401  (the pytest fixture: re-keyed copy)
+    pristine_repo,  # noqa: F401  (the pytest fixture: the committed fixture, untouched)
+)
 
 S0, S1 = "http://s0.test/cvmfs/fixture.cvmfs.test", "http://127.0.0.1/cvmfs/fixture.cvmfs.test"
-
-
-@pytest.fixture(scope="module")
-def cvmfs_repo():
-    return fixture_repo_or_skip()
 
 
 def manifest(repo, **changes):
@@ -43,9 +39,9 @@ def run(repo, replica, stratum0, now=None, max_revisions=2, max_seconds=3600):
                      now=published + 60 if now is None else now, fetcher=fetcher)
 
 
-def test_the_real_replica_is_in_sync(cvmfs_repo):
-    status, message = run(cvmfs_repo, cvmfs_repo.read(cvmfs_repo.stratum1, ".cvmfspublished"),
-                          cvmfs_repo.read(cvmfs_repo.stratum0, ".cvmfspublished"))
+def test_the_real_replica_is_in_sync(pristine_repo):
+    status, message = run(pristine_repo, pristine_repo.read(pristine_repo.stratum1, ".cvmfspublished"),
+                          pristine_repo.read(pristine_repo.stratum0, ".cvmfspublished"))
     assert status == lag.EXIT_OK
     assert message == "replica fixture.cvmfs.test is in sync with its stratum-0 at revision 3"
 
