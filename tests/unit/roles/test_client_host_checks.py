@@ -106,7 +106,7 @@ def run(tmp_path_factory):
     inventory = {"all": {"hosts": hosts}}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ANSIBLE_FORKS", str(len(hosts)))  # one process per case
-        _, parsed, output = run_plays(work, plays, inventory)
+        _rc, parsed, output = run_plays(work, plays, inventory)
     assert parsed is not None, output
     return {"results": {host: task_results(parsed, host) for host in hosts}, "work": work, "output": output}
 
