@@ -32,7 +32,7 @@ def _read_on_client(client, wipe_cache=True):
 def _event_batches(publisher):
     """The notification consumer's "batch_done" lines that published something."""
     log = publisher.run("journalctl -u sharedsw-cvmfs-events@%s --no-pager -o cat" % REPO).stdout
-    return [line for line in log.splitlines() if "event=batch_done" in line and "published=True" in line]
+    return [line for line in log.splitlines() if "event=batch_done" in line and "published=true" in line]
 
 
 @pytest.fixture(scope="module")
