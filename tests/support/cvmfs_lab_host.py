@@ -64,8 +64,8 @@ def _lab(script, *args, check=True):
     proc = subprocess.run([os.path.join(LAB, script)] + list(args), capture_output=True, text=True,
                           env=_lab_env(), stdin=subprocess.DEVNULL, check=False)
     if check and proc.returncode != 0:
-        raise RuntimeError("tools/lab/%s %s failed (rc=%d):\n%s%s" % (script, " ".join(args), proc.returncode,
-                                                                       proc.stdout[-3000:], proc.stderr[-3000:]))
+        raise RuntimeError("tools/lab/%s %s failed (rc=%d):\n%s%s" % (
+            script, " ".join(args), proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
     return proc
 
 

@@ -57,7 +57,7 @@ def test_create_with_initial_snapshot_then_idempotent(host, source, pub):
 def test_alias_s3_no_apache_options(host, source, pub):
     s3 = {"host": "s3.example.org", "bucket": "cvmfs-s1", "access_key": "AK", "secret_key": "not-a-real-secret",
           "dns_buckets": False}
-    alias = "sw-s1"
+    alias = "sw-s1.example.org"
     bucket = host.path("bucket")
     args = present(source, pub, name=alias, storage="s3", apache=False, auto_gc=True, snapshot_group="nightly",
                    stratum1_url="file://%s/%s" % (bucket, alias), s3_config=s3, owner="nobody")

@@ -153,8 +153,9 @@ def test_keys_dir_imported_with_k(host, tmp_path):
 def test_keys_dir_with_same_keys_already_in_place_is_reused(host, tmp_path):
     keys = tmp_path / "vault-keys"
     keys.mkdir()
-    (keys / (NAME + ".pub")).write_text("KEY-pub\n")
-    host.write("etc/cvmfs/keys/%s.pub" % NAME, "KEY-pub\n")
+    for kind in ("masterkey", "pub", "key", "crt"):  # mkfs needs all four (cvmfs-facts 1.1)
+        (keys / (NAME + "." + kind)).write_text("KEY-%s\n" % kind)
+        host.write("etc/cvmfs/keys/%s.%s" % (NAME, kind), "KEY-%s\n" % kind)
     result = host.run("repository", present(keys_dir=str(keys)))
     assert not result.failed and "-k" not in result["cmd"]
 
@@ -290,10 +291,12 @@ def test_mkfs_precondition_errors(host, key, text):
         assert "become" in result["msg"]
 
 
-def test_mkfs_without_apache_config_skips_apache_check(host):
+def test_mkfs_without_apache_config_still_needs_apache(host):
+    # the real mkfs checks for a running Apache with local storage whether or not it writes its
+    # configuration (-p): tests/integration/test_cvmfs_double_contract.py holds the double to that
     host.fail = ["mkfs:no_apache"]
     result = host.run("repository", present(apache=False))
-    assert not result.failed and "-p" in result["cmd"]
+    assert result.failed and "-p" in result["cmd"] and "Apache must be installed and running" in result["msg"]
 
 
 def test_mkfs_repository_exists_race_is_unchanged(host, tmp_path):

@@ -137,8 +137,8 @@ def test_check_mode_only_if_changed_predicts_abort(repo):
 
 
 def test_ingest_tarball(repo, tmp_path):
-    tarball = tmp_path / "release.tar.gz"
-    with tarfile.open(str(tarball), "w:gz") as archive:
+    tarball = tmp_path / "release.tar"  # uncompressed: what cvmfs_server ingest reads
+    with tarfile.open(str(tarball), "w") as archive:
         data = b"#!/bin/sh\necho hi\n"
         info = tarfile.TarInfo("bin/tool")
         info.size = len(data)
