@@ -43,8 +43,8 @@ def cleanup(host):
     names = []
     yield names
     for name in reversed(names):
-        host.sh('d=/etc/cvmfs/repositories.d/$1; [ -d "$d" ] || exit 0; cd /\n'
-                '[ ! -e "/var/spool/cvmfs/$1/in_transaction.lock" ] || cvmfs_server abort -f "$1" </dev/null\n'
+        host.sh('rm -f /etc/cvmfs/keys/"$1".* /tmp/"$1".*; d=/etc/cvmfs/repositories.d/$1; [ -d "$d" ] || exit 0\n'
+                'cd / && [ ! -e "/var/spool/cvmfs/$1/in_transaction.lock" ] || cvmfs_server abort -f "$1" </dev/null\n'
                 'cvmfs_server rmfs -f "$1" </dev/null', name)
 
 
@@ -116,6 +116,34 @@ def test_ingest(host, repo):
     result = host.run_module("transaction", {"name": repo, "state": "published",
                                              "ingest": {"tarball": "/tmp/%s.tar" % repo, "base_dir": "app/1"}})
     assert result["published"] and host.read("/cvmfs/%s/app/1/bin/tool" % repo) == b"hi\n"
+
+
+def test_ingest_failure_names_the_cause(host, repo):
+    # on Debian the first stderr line of a failed ingest is dash complaining about '[[': not the cause
+    host.write("/tmp/%s.tar" % repo, b"this is not a tar archive\n" * 40)
+    result = host.run_module("transaction", {"name": repo, "state": "published",
+                                             "ingest": {"tarball": "/tmp/%s.tar" % repo, "base_dir": "app"}})
+    assert result.failed and result["cmd"][1] == "ingest"
+    assert "failed (rc=1): Impossible to open the archive: Unrecognized archive format" in result["msg"]
+
+
+@pytest.mark.parametrize("break_it,repair,message", [
+    ("mv /etc/cvmfs/server.local /etc/cvmfs/server.local.away",
+     "mv /etc/cvmfs/server.local.away /etc/cvmfs/server.local", "CVMFS_GEO_ACCOUNT_ID not set"),
+    ("a2dismod -q wsgi && systemctl reload apache2", "a2enmod -q wsgi && systemctl reload apache2",
+     "libapache2-mod-wsgi-py3"),
+], ids=["no-geoip-settings", "no-wsgi"])
+def test_replica_host_preconditions(host, repo, cleanup, break_it, repair, message):
+    alias = repo.replace("sharedsw-", "sharedsw-s1-")
+    cleanup.append(alias)
+    host.sh(break_it)
+    try:
+        result = host.run_module("replica", {"name": alias, "stratum0_url": "http://localhost/cvmfs/" + repo,
+                                             "public_key": ["/etc/cvmfs/keys/%s.pub" % repo]})
+    finally:
+        host.sh(repair)
+    assert result.failed and result["cmd"][1] == "add-replica" and message in result["msg"], result
+    assert not host.exists("/etc/cvmfs/repositories.d/" + alias)
 
 
 def test_replica_snapshot(host, repo, cleanup):

@@ -194,6 +194,14 @@ def test_invalid_alias(host, source, pub, name):
     assert result.failed and "not a valid replica name" in result["msg"] and host.argvs() == []
 
 
+def test_geoip_database_needs_settings(host, source, pub):
+    os.unlink(host.path("etc/cvmfs/server.local"))
+    result = host.run("replica", present(source, pub))
+    assert result.failed and result["rc"] == 1 and result["cmd"][1] == "add-replica"
+    assert "CVMFS_GEO_ACCOUNT_ID not set" in result["msg"] and "CVMFS_GEO_DB_FILE" in result["msg"]
+    assert not os.path.exists(host.path("etc/cvmfs/repositories.d", NAME))
+
+
 def test_not_root(host, source, pub):
     host.fail = ["add-replica:not_root"]
     result = host.run("replica", present(source, pub))
