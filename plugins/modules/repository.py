@@ -114,7 +114,8 @@ options:
     type: path
   name:
     description:
-      - Fully qualified repository name, for example V(sw.example.org).
+      - Fully qualified repository name, for example V(sw.example.org). A name without a dot is refused,
+        because C(cvmfs_server) would append C(.) and C(CVMFS_DEFAULT_DOMAIN) to it.
     type: str
     required: true
   owner:

@@ -83,7 +83,7 @@ options:
     type: str
   name:
     description:
-      - Fully qualified repository name.
+      - Fully qualified repository name (with at least one dot).
     type: str
     required: true
   only_if_changed:

@@ -127,6 +127,15 @@ def test_ingest_failure_names_the_cause(host, repo):
     assert "failed (rc=1): Impossible to open the archive: Unrecognized archive format" in result["msg"]
 
 
+def test_name_without_dot_refused(host, cleanup):
+    # cvmfs_server mkfs would create "<name>." (tests/integration/test_cvmfs_double_contract.py)
+    name = unique_name().split(".")[0]
+    cleanup.append(name + ".")
+    result = host.run_module("repository", {"name": name, "owner": "root"})
+    assert result.failed and "not a fully qualified repository name" in result["msg"]
+    assert not host.exists("/etc/cvmfs/repositories.d/%s." % name)
+
+
 @pytest.mark.parametrize("break_it,repair,message", [
     ("mv /etc/cvmfs/server.local /etc/cvmfs/server.local.away",
      "mv /etc/cvmfs/server.local.away /etc/cvmfs/server.local", "CVMFS_GEO_ACCOUNT_ID not set"),

@@ -194,6 +194,12 @@ def test_invalid_alias(host, source, pub, name):
     assert result.failed and "not a valid replica name" in result["msg"] and host.argvs() == []
 
 
+def test_alias_without_dot(host, source, pub):
+    # add-replica -n sw-s1 would create "sw-s1." (cvmfs_mkfqrn)
+    result = host.run("replica", present(source, pub, name="sw-s1"))
+    assert result.failed and "not a fully qualified replica name" in result["msg"] and host.argvs() == []
+
+
 def test_geoip_database_needs_settings(host, source, pub):
     os.unlink(host.path("etc/cvmfs/server.local"))
     result = host.run("replica", present(source, pub))

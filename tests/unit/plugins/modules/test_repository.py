@@ -320,6 +320,15 @@ def test_invalid_repository_name(host, name):
     assert result.failed and "not a valid repository name" in result["msg"] and host.argvs() == []
 
 
+def test_name_without_dot(host):
+    # mkfs would create "sw." (cvmfs_mkfqrn), which the next run would not find under "sw"
+    for state in ("present", "absent"):
+        result = host.run("repository", present(name="sw", state=state))
+        assert result.failed and "not a fully qualified repository name" in result["msg"]
+        assert "'sw.'" in result["msg"] and "sw.example.org" in result["msg"]
+    assert host.argvs() == []
+
+
 def test_auto_tag_timespan_unparsable(host):
     result = host.run("repository", present(auto_tag_timespan="whenever it suits"))
     assert result.failed and "Auto tags time span cannot be parsed" in result["msg"]

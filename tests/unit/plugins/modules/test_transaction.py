@@ -265,6 +265,11 @@ def test_transaction_repository_missing(host):
     assert result.failed and "does not exist on this host" in result["msg"] and host.argvs() == []
 
 
+def test_transaction_name_without_dot(host):
+    result = host.run("transaction", dict(txn("opened"), name="sw"))
+    assert result.failed and "not a fully qualified repository name" in result["msg"] and host.argvs() == []
+
+
 @pytest.mark.parametrize("name,hint", [("-bad", False), ("%s/software" % NAME, True)])
 def test_transaction_invalid_name(host, name, hint):
     result = host.run("transaction", dict(txn("opened"), name=name))
