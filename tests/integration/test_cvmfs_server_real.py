@@ -136,6 +136,16 @@ def test_name_without_dot_refused(host, cleanup):
     assert not host.exists("/etc/cvmfs/repositories.d/%s." % name)
 
 
+def test_incomplete_key_set_refused(host, repo, cleanup):
+    # mkfs would import the keys from /etc/cvmfs/keys and stop at the missing masterkey, half-way
+    name = unique_name()
+    cleanup.append(name)
+    host.sh('cp /etc/cvmfs/keys/"$1".pub /etc/cvmfs/keys/"$2".pub', repo, name)
+    result = host.run_module("repository", {"name": name, "owner": "root"})
+    assert result.failed and "missing: {0}.masterkey, {0}.crt, {0}.key".format(name) in result["msg"]
+    assert not host.exists("/etc/cvmfs/repositories.d/" + name)
+
+
 @pytest.mark.parametrize("break_it,repair,message", [
     ("mv /etc/cvmfs/server.local /etc/cvmfs/server.local.away",
      "mv /etc/cvmfs/server.local.away /etc/cvmfs/server.local", "CVMFS_GEO_ACCOUNT_ID not set"),

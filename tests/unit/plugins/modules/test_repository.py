@@ -329,6 +329,25 @@ def test_name_without_dot(host):
     assert host.argvs() == []
 
 
+@pytest.mark.parametrize("in_place,in_keys_dir,missing", [
+    (("pub",), (), "missing: {0}.masterkey, {0}.crt, {0}.key"),
+    (("masterkey", "pub", "crt"), ("masterkey", "pub", "crt", "key"), "missing: {0}.key"),
+    ((), ("pub", "crt"), "missing: {0}.masterkey, {0}.key"),
+])
+def test_incomplete_key_set_refused_before_mkfs(host, tmp_path, in_place, in_keys_dir, missing):
+    # mkfs imports every key file from /etc/cvmfs/keys (when any is there) or from -k, and stops half-way
+    # at the first missing one (tests/integration/test_cvmfs_double_contract.py)
+    keys = tmp_path / "vault-keys"
+    keys.mkdir()
+    for kind in in_keys_dir:
+        (keys / ("%s.%s" % (NAME, kind))).write_text("KEY-%s\n" % kind)
+    for kind in in_place:
+        host.write("etc/cvmfs/keys/%s.%s" % (NAME, kind), "KEY-%s\n" % kind)
+    result = host.run("repository", present(keys_dir=str(keys) if in_keys_dir else None))
+    assert result.failed and missing.format(NAME) in result["msg"] and "half-way" in result["msg"], result
+    assert host.argvs() == [] and not os.path.exists(host.path("etc/cvmfs/repositories.d", NAME))
+
+
 def test_auto_tag_timespan_unparsable(host):
     result = host.run("repository", present(auto_tag_timespan="whenever it suits"))
     assert result.failed and "Auto tags time span cannot be parsed" in result["msg"]
