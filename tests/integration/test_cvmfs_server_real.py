@@ -118,6 +118,17 @@ def test_ingest(host, repo):
     assert result["published"] and host.read("/cvmfs/%s/app/1/bin/tool" % repo) == b"hi\n"
 
 
+def test_ingest_compressed_tarball_refused(host, repo):
+    gz = "/tmp/%s.tar.gz" % repo
+    host.write(gz, tarball({"bin/tool": b"hi\n"}, "gz"))
+    # what cvmfs_server itself does with it: fails after opening a transaction of its own
+    raw = host.cvmfs_server("ingest", "-t", gz, "-b", "app/gz", repo)
+    assert raw.rc == 1 and "Impossible to open the archive: Unrecognized archive format" in raw.stderr
+    result = host.run_module("transaction", {"name": repo, "state": "published",
+                                             "ingest": {"tarball": gz, "base_dir": "app/gz"}})
+    assert result.failed and "is gzip-compressed" in result["msg"] and "cmd" not in result
+
+
 def test_ingest_failure_names_the_cause(host, repo):
     # on Debian the first stderr line of a failed ingest is dash complaining about '[[': not the cause
     host.write("/tmp/%s.tar" % repo, b"this is not a tar archive\n" * 40)

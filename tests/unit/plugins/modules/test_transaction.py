@@ -270,6 +270,17 @@ def test_transaction_name_without_dot(host):
     assert result.failed and "not a fully qualified repository name" in result["msg"] and host.argvs() == []
 
 
+@pytest.mark.parametrize("compression", ["gz", "bz2", "xz"])
+def test_ingest_compressed_tarball_refused(repo, tmp_path, compression):
+    # cvmfs_server ingest reads uncompressed tar only (tests/integration/test_cvmfs_server_real.py)
+    tarball = tmp_path / ("release.tar." + compression)
+    with tarfile.open(str(tarball), "w:" + compression):
+        pass
+    result = repo.run("transaction", txn("published", ingest={"tarball": str(tarball), "base_dir": "app"}))
+    assert result.failed and "compressed" in result["msg"] and "uncompressed tar" in result["msg"]
+    assert "ingest" not in subcommands(repo)
+
+
 @pytest.mark.parametrize("name,hint", [("-bad", False), ("%s/software" % NAME, True)])
 def test_transaction_invalid_name(host, name, hint):
     result = host.run("transaction", dict(txn("opened"), name=name))
