@@ -23,7 +23,10 @@ import uuid
 
 import pytest
 
+from tests.support.cvmfs_lab_host import skip_module_without_packages
+
 pytestmark = pytest.mark.cvmfs
+skip_module_without_packages()
 
 DOUBLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cvmfs_double")
 DOUBLE_DIR = "/opt/sharedsw-pytest/cvmfs_double"

@@ -14,8 +14,10 @@ import uuid
 import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_server as srv
+from tests.support.cvmfs_lab_host import skip_module_without_packages
 
 pytestmark = pytest.mark.cvmfs
+skip_module_without_packages()
 
 
 def unique_name():

@@ -279,14 +279,30 @@ class RemoteRunner:
         return result
 
 
-def _setup(workdir, state):
-    """Boot and install the host into ``state`` (``host``, ``mirror_started``, ``booted``)."""
+def skip_reason():
+    """The one-line reason to skip when no CernVM-FS package source exists (requires-cvmfs.sh exits
+    77), else ``None``; any other failure of the check is an error."""
     check = subprocess.run([REQUIRES_CVMFS], capture_output=True, text=True, env=_lab_env(), check=False)
     if check.returncode == 77:
-        pytest.skip("real CernVM-FS tests skipped: " + (check.stdout.strip() or check.stderr.strip()))
+        return "real CernVM-FS tests skipped: " + (check.stdout.strip() or check.stderr.strip())
     if check.returncode != 0:
         raise RuntimeError("molecule/shared/requires-cvmfs.sh failed (rc=%d): %s%s"
                            % (check.returncode, check.stdout, check.stderr))
+    return None
+
+
+def skip_module_without_packages():
+    """Skip the calling test module (one line in pytest's summary) when :func:`skip_reason` says so."""
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason, allow_module_level=True)
+
+
+def _setup(workdir, state):
+    """Boot and install the host into ``state`` (``host``, ``mirror_started``, ``booted``)."""
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
     url, key_url, state["mirror_started"] = package_source()
     state["booted"] = True
     start = time.monotonic()
@@ -302,15 +318,30 @@ def _setup(workdir, state):
     return host
 
 
+def _bridge_unused():
+    """No host on the lab bridge and no mirror served there: net-down.sh would remove it. Checked
+    first because net-down.sh waits for the exclusive lab lock, which hosts booting elsewhere hold
+    shared (it keeps the bridge anyway while they use it)."""
+    ports = "/sys/class/net/%s/brif" % lab_setting("LAB_BRIDGE")
+    for _attempt in range(10):  # the host's veth goes away shortly after the host
+        if not (os.path.isdir(ports) and os.listdir(ports)):
+            return _lab("package-mirror.sh", "status", check=False).returncode != 0
+        time.sleep(0.2)
+    return False
+
+
 def _teardown(state):
+    start = time.monotonic()
     if state["host"] is not None:
         state["host"].close()
     if state["booted"]:
         _lab("host-down.sh", NAME, check=False)
     if state["mirror_started"]:
         _lab("package-mirror.sh", "stop", check=False)
-    if state["booted"] or state["mirror_started"]:
+    if (state["booted"] or state["mirror_started"]) and _bridge_unused():
         _lab("net-down.sh", check=False)
+    if state["booted"]:
+        TIMINGS["teardown"] = time.monotonic() - start
 
 
 @pytest.fixture(scope="session")
