@@ -241,12 +241,19 @@ class CommandResult:
         return (self.stdout or "") + (self.stderr or "")
 
     def first_error_line(self):
-        """The most telling line: first stderr line, else last stdout line."""
+        """The most telling line: first stderr line, else last stdout line (known noise skipped)."""
         for line in (self.stderr or "").splitlines():
-            if line.strip():
+            if line.strip() and not NOISE.match(line.strip()):
                 return line.strip()
         lines = [line.strip() for line in (self.stdout or "").splitlines() if line.strip()]
         return lines[-1] if lines else "no output"
+
+
+#: stderr lines of cvmfs_server 2.12 that never say what went wrong: dash (Debian's /bin/sh) on the
+#: bash test in ingest, systemctl inside a container, and mkfs's own Apache restart slip
+NOISE = re.compile(r"^(\S*cvmfs_server: \d+: eval: \[\[: not found"
+                   r"|Failed to dump process list for '[^']*', ignoring: .*"
+                   r"|Warning: Failed to restart apache after enabling necessary modules)$")
 
 
 # --------------------------------------------------------------------------- error mapping
@@ -321,6 +328,16 @@ RULES = [
     _Rule(("add-replica",), r"does not point to a replicable master copy", ReplicaSourceError,
           "{stratum0_url} is not replicable (.cvmfs_master_replica missing): run "
           "'cvmfs_server alterfs -m on <repository>' on the stratum-0"),
+    _Rule(("add-replica",), r"CVMFS_GEO_(?:ACCOUNT_ID|LICENSE_KEY) not set|failed to download geodb"
+          r"|(\S+) doesn't exist or is not readable", CvmfsServerError,
+          "add-replica of {name} could not set up the GeoIP database of the stratum-1 GeoAPI ({line}): in "
+          "/etc/cvmfs/server.local set CVMFS_GEO_ACCOUNT_ID and CVMFS_GEO_LICENSE_KEY (a MaxMind account), or "
+          "CVMFS_GEO_DB_FILE to a readable database or to NONE to turn the GeoAPI off (the stratum1 role writes "
+          "this file)"),
+    _Rule(("add-replica",), r"The apache wsgi module must be installed and enabled", CvmfsServerError,
+          "add-replica of {name} needs Apache's wsgi module for the stratum-1 GeoAPI: install and enable it "
+          "(libapache2-mod-wsgi-py3 on Debian and Ubuntu, python3-mod_wsgi on EL), or set apache=false and "
+          "configure Apache yourself"),
     _Rule(("snapshot",), r"another update is in progress|an initial snapshot is in progress", UpdateInProgress,
           "another snapshot or garbage collection is running on {name} ({line}); retry later or "
           "set wait to true"),

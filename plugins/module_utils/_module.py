@@ -86,6 +86,11 @@ class CvmfsServerModule(CvmfsModule):
         if not is_valid_repo_name(self.name):
             raise CvmfsError("name %r is not a valid %s name: use letters, digits, '-', '_' and '.', starting with a "
                              "letter or digit, at most 60 characters%s" % (self.name, self.noun, self.name_hint()))
+        if "." not in self.name:
+            raise CvmfsError("name %r is not a fully qualified %s name: cvmfs_server appends '.' and "
+                             "CVMFS_DEFAULT_DOMAIN to a name without a dot (with the default, empty domain it would "
+                             "create %r, which nothing finds under %r); give the full name, for example %s.example.org"
+                             % (self.name, self.noun, self.name + ".", self.name, self.name))
         self.paths = paths_from_params(self.params)
         self.server = server_from_params(self.params, self.check_mode)
         self.diffs = []

@@ -62,6 +62,8 @@ options:
     description:
       - Local name of the replica (C(add-replica -n) alias). Usually the repository's fully qualified name;
         a different alias lets one host replicate a repository it also serves as stratum-0.
+      - Like a repository name it needs at least one dot (C(cvmfs_server) would append C(.) and
+        C(CVMFS_DEFAULT_DOMAIN) to a name without one), for example V(sw-s1.example.org).
     type: str
     required: true
   owner:

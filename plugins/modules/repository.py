@@ -114,7 +114,8 @@ options:
     type: path
   name:
     description:
-      - Fully qualified repository name, for example V(sw.example.org).
+      - Fully qualified repository name, for example V(sw.example.org). A name without a dot is refused,
+        because C(cvmfs_server) would append C(.) and C(CVMFS_DEFAULT_DOMAIN) to it.
     type: str
     required: true
   owner:
@@ -396,11 +397,20 @@ class RepositoryModule(CvmfsServerModule):
             wanted[key] = value
         return wanted
 
-    def keys_argument(self):
-        """The -k value for mkfs, after checking what /etc/cvmfs/keys already holds."""
+    def keys_argument(self, for_mkfs=True):
+        """The -k value for mkfs (or import), after checking what /etc/cvmfs/keys already holds.
+
+        ``mkfs`` needs every key file of the repository (``masterkey``, ``crt``, ``pub``, ``key``; a
+        gateway publisher ``crt``, ``pub``, ``gw``): when any of them is in /etc/cvmfs/keys it imports
+        them from there, otherwise from ``-k``, otherwise it makes new ones (not for a gateway
+        publisher). A missing file makes it fail half-way, leaving a repository that is not one, so
+        the set is checked here first (for mkfs; import has its own rules and messages).
+        """
         params = self.params
         gateway = params["storage"] == "gateway"
+        required = ("crt", "pub", "gw") if gateway else ("masterkey", "crt", "pub", "key")
         existing = key_files(self.name, self.paths)
+        in_place = [kind for kind in required if kind in existing]
         source = params["keys_dir"]
         if source and os.path.realpath(source) == os.path.realpath(self.paths.keys_dir):
             source = None  # mkfs's own keys directory: it reuses the keys there, or makes them
@@ -416,31 +426,35 @@ class RepositoryModule(CvmfsServerModule):
             if not incoming:
                 raise CvmfsError("keys_dir %s holds no key files of %s (expected %s.pub, %s.crt, ...)"
                                  % (source, self.name, self.name, self.name))
-        if gateway:
-            have = set(existing) | set(incoming)
-            missing = [k for k in ("crt", "pub", "gw") if k not in have]
-            if missing:
-                raise CvmfsError("a gateway publisher needs %s from the gateway in keys_dir or %s; missing: %s"
-                                 % (", ".join("%s.%s" % (self.name, k) for k in ("crt", "pub", "gw")),
-                                    self.paths.keys_dir, ", ".join("%s.%s" % (self.name, k) for k in missing)))
-        if not source:
-            return None
-        if not existing:
-            return source
-        differing = [kind for kind, path in incoming.items()
-                     if kind not in existing or read_text(path) != read_text(existing[kind])]
-        if differing:
-            raise CvmfsError("%s already holds keys of %s that differ from those in keys_dir %s (%s); mkfs will not "
-                             "overwrite them: remove the old keys or drop keys_dir to reuse them"
-                             % (self.paths.keys_dir, self.name, source, ", ".join(sorted(differing))))
-        return None  # the same keys are already in place: mkfs reuses them
+        if source and in_place:
+            differing = [kind for kind in required if kind in incoming and kind in existing
+                         and read_text(incoming[kind]) != read_text(existing[kind])]
+            if differing:
+                raise CvmfsError("%s already holds keys of %s that differ from those in keys_dir %s (%s); mkfs will "
+                                 "not overwrite them: remove the old keys or drop keys_dir to reuse them"
+                                 % (self.paths.keys_dir, self.name, source, ", ".join(sorted(differing))))
+        if not for_mkfs:
+            return None if in_place else source
+        have = existing if in_place else incoming if source else None
+        if have is None and not gateway:
+            return None  # mkfs makes new keys
+        missing = ["%s.%s" % (self.name, kind) for kind in required if kind not in (have or {})]
+        if missing:
+            where = self.paths.keys_dir if in_place else "keys_dir " + source if source else "keys_dir or " + \
+                self.paths.keys_dir
+            raise CvmfsError("%s needs %s in %s; missing: %s (cvmfs_server mkfs would stop half-way and leave a "
+                             "broken repository behind): add them, for example from Vault with sharedsw.cvmfs.keys%s"
+                             % ("a gateway publisher" if gateway else "mkfs of " + self.name,
+                                ", ".join("%s.%s" % (self.name, kind) for kind in required), where,
+                                ", ".join(missing), "" if gateway else ", or remove the incomplete set"))
+        return None if in_place else source
 
     def create(self, w_url, s3_path):
         """mkfs (or import); ``False`` if the repository turned out to exist already."""
         params = self.params
         storage = params["storage"]
         self.diffs.append(self.state_diff("absent", "present\nstorage: %s\nowner: %s" % (storage, params["owner"])))
-        keys_dir = self.keys_argument()
+        keys_dir = self.keys_argument(for_mkfs=not params["import_storage"])
         if params["import_storage"]:
             return self.import_storage(w_url, keys_dir)
         upstream = None

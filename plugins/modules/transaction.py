@@ -70,7 +70,10 @@ options:
         type: bool
         default: false
       tarball:
-        description: Tarball on the managed host (C(-t)).
+        description:
+          - Tarball on the managed host (C(-t)), an uncompressed tar archive. C(cvmfs_server ingest) cannot
+            read compressed ones (CernVM-FS builds its libarchive without compression), so the module refuses
+            a gzip, bzip2, xz, zstd or lz4 file; decompress it first.
         type: path
       user:
         description: User owning the extracted files (C(-u)); default the repository owner.
@@ -83,7 +86,7 @@ options:
     type: str
   name:
     description:
-      - Fully qualified repository name.
+      - Fully qualified repository name (with at least one dot).
     type: str
     required: true
   only_if_changed:
@@ -306,6 +309,11 @@ class TransactionModule(CvmfsServerModule):
                 raise CvmfsError("ingest needs a tarball (with base_dir) or paths to delete")
             if ingest["tarball"] and not os.path.isfile(ingest["tarball"]):
                 raise CvmfsError("ingest.tarball %s is not a file on this host" % ingest["tarball"])
+            compression = ingest["tarball"] and compression_of(ingest["tarball"])
+            if compression:
+                raise CvmfsError("ingest.tarball %s is %s-compressed, but cvmfs_server ingest reads uncompressed tar "
+                                 "archives only (CernVM-FS builds its libarchive without compression): decompress "
+                                 "it first and ingest the .tar" % (ingest["tarball"], compression))
             if self.gateway and len(ingest["delete"]) > 1:
                 raise CvmfsError("a gateway publisher can delete only one path per ingest (got %d in ingest.delete)"
                                  % len(ingest["delete"]))
@@ -419,6 +427,24 @@ class TransactionModule(CvmfsServerModule):
         self.results["revision"] = self.read_revision(repository_state(self.name, self.paths),
                                                       "published, but could not read the new revision of %s"
                                                       % self.name)
+
+
+#: magic numbers of the compressed formats tar archives come in
+COMPRESSION_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+                     (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "lz4"), (b"\x1f\x9d", "compress"))
+
+
+def compression_of(path):
+    """The compression format of the file ``path`` by its magic number, or ``None`` (not compressed)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(6)
+    except (IOError, OSError):
+        return None
+    for magic, name in COMPRESSION_MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
 
 
 def main():

@@ -23,6 +23,8 @@ class DoubleHost:
         self.spool = os.path.join(self.root, "var/spool/cvmfs")
         self.srv = os.path.join(self.root, "srv/cvmfs")
         self.fail = []
+        # as the stratum1 role leaves a host: GeoAPI off, so add-replica installs no GeoIP database
+        self.write("etc/cvmfs/server.local", "CVMFS_GEO_DB_FILE=NONE\n")
 
     @property
     def options(self):

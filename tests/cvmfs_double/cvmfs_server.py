@@ -11,6 +11,10 @@ for the sub-commands our modules drive: mkfs, import, rmfs, transaction, abort, 
 add-replica, snapshot (also ``snapshot -a``, which the stratum-1 role's timer runs), diff, list. Nothing is mounted, nothing is signed; manifests and whitelists
 carry fake hashes and signatures.
 
+The contract tests (tests/integration/test_cvmfs_double_contract.py) run the same calls against the
+real cvmfs_server 2.12 on a lab host and hold this double to it: exit codes, key messages and the
+state files the modules read. Where the two differed, the double was changed to match the real one.
+
 Environment:
   CVMFS_DOUBLE_ROOT   required; the double works under ROOT/etc/cvmfs, ROOT/var/spool/cvmfs,
                       ROOT/srv/cvmfs and records every call in ROOT/calls.jsonl.
@@ -32,6 +36,7 @@ import json
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -166,7 +171,7 @@ def read_conf(path):
     return conf
 
 
-def write_conf(path, items, header=None):
+def write_conf(path, items, header="# Created by cvmfs_server."):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as handle:
         if header:
@@ -180,6 +185,18 @@ def write_conf(path, items, header=None):
 def valid_name(name):
     ok = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     return bool(name) and len(name) <= 60 and name[0] in ok and all(c in ok + "_.-" for c in name)
+
+
+def mkfqrn(name):
+    """cvmfs_mkfqrn: a name without a dot gets ".$CVMFS_DEFAULT_DOMAIN" (empty by default) appended."""
+    if "." in name:
+        return name
+    return name + "." + server_local().get("CVMFS_DEFAULT_DOMAIN", "")
+
+
+def server_local():
+    """/etc/cvmfs/server.local, sourced by the real cvmfs_server at start."""
+    return read_conf(os.path.join(ETC, "server.local"))
 
 
 def date_parses(spec):
@@ -333,25 +350,40 @@ def commit(name, conf, tag=None, description=None):
     return new_revision
 
 
-def write_keys(name, from_dir=None, gateway=False):
-    os.makedirs(KEYS, exist_ok=True)
+def key_files(name, gateway):
+    """The key files mkfs needs, in the order it imports them (no masterkey for a gateway publisher)."""
     kinds = ("crt", "pub", "gw") if gateway else ("masterkey", "crt", "pub", "key")
-    present = [k for k in kinds if os.path.exists(os.path.join(KEYS, "%s.%s" % (name, k)))]
-    if from_dir:
-        if present:
+    return ["%s.%s" % (name, kind) for kind in kinds]
+
+
+def keys_import_location(name, from_dir, gateway):
+    """Where mkfs takes the keys from (``None``: it makes new ones). Keys already in /etc/cvmfs/keys
+    are reused; -k pointing elsewhere then dies before anything is created."""
+    if any(os.path.isfile(os.path.join(KEYS, k)) for k in key_files(name, gateway)):
+        if from_dir and os.path.normpath(from_dir) != os.path.normpath(KEYS):
             die("Importing keys from '%s' would overwrite keys in '/etc/cvmfs/keys'" % from_dir)
-        for kind in ("masterkey", "crt", "pub", "key", "gw"):
-            source = os.path.join(from_dir, "%s.%s" % (name, kind))
-            if os.path.isfile(source):
-                shutil.copy(source, os.path.join(KEYS, os.path.basename(source)))
-        missing = [k for k in kinds if not os.path.exists(os.path.join(KEYS, "%s.%s" % (name, k)))
-                   and k != "masterkey"]
-        if missing:
-            die("TEST DOUBLE: key file(s) %s missing in %s (text not documented in the facts)" % (missing, from_dir))
-        out("Importing CernVM-FS Master Key and Certificate from '%s'... done" % from_dir)
-        return
-    if present:
-        out("Importing CernVM-FS Master Key and Certificate from '/etc/cvmfs/keys'... done")
+        return KEYS
+    return from_dir
+
+
+def write_keys(name, location, gateway=False):
+    """Import the key files from ``location`` (each one not already in /etc/cvmfs/keys is copied, in
+    order; a missing one fails like cp does, leaving the configuration behind) or make new ones."""
+    os.makedirs(KEYS, exist_ok=True)
+    if location:
+        shown = "/etc/cvmfs/keys" if location == KEYS else location
+        sys.stdout.write("Importing CernVM-FS Master Key and Certificate from '%s'... " % shown)
+        sys.stdout.flush()
+        for keyfile in key_files(name, gateway):
+            target = os.path.join(KEYS, keyfile)
+            if not os.path.isfile(target):
+                source = os.path.join(location, keyfile)
+                if not os.path.isfile(source):
+                    err("cp: cannot stat '%s': No such file or directory" % os.path.join(shown, keyfile))
+                    die("fail!")
+                shutil.copy(source, target)
+            os.chmod(target, 0o400 if keyfile.endswith(("key", ".gw")) else 0o444)
+        out("done")
         return
     if gateway:
         die("TEST DOUBLE: gateway publisher keys missing (text not documented in the facts)")
@@ -419,43 +451,45 @@ def one_name(rest):
 # --------------------------------------------------------------------------- sub-commands
 
 def cmd_mkfs(args):
+    """mkfs in the order of the real script: URLs, existence, upstream, environment, -G, keys, owner;
+    then configuration, keys, spool, storage, initial commit (revision 1)."""
     opts, rest = parse("Xw:u:o:mf:vgG:a:zs:k:pRV:Z:x:", args)
     opts = dict(opts)
-    name = one_name(rest)
-    for what in ("not_root", "no_aufs", "no_client", "autofs", "no_cap", "no_masterkeycard", "no_unionfs"):
-        fire("mkfs:" + what)
+    name = mkfqrn(one_name(rest))
     if not valid_name(name):
         die("invalid repository name: %s" % name)
-    if exists(name):
-        die("The repository %s already exists" % name)
-    if "-u" in opts and len(opts["-u"].split(",")) != 3:
-        usage("The given upstream definition (-u) is invalid. Should look like: "
-              "<spooler type> , <tmp directory> , <spooler configuration>")
-    if "-s" in opts and "-w" not in opts:
-        die("Please specify the HTTP-URL for S3 (add option -w)")
-    owner = get_owner(opts.get("-o"), name)
-    if not user_exists(owner):
-        die("No user %s" % owner)
-    if "-G" in opts and not date_parses(opts["-G"]):
-        die("Auto tags time span cannot be parsed")
     if "-s" in opts:
+        if "-w" not in opts:
+            die("Please specify the HTTP-URL for S3 (add option -w)")
         stratum0 = opts["-w"].rstrip("/") + "/" + name
-        s3conf = read_conf(opts["-s"])
         upstream = opts.get("-u") or "S3,/var/spool/cvmfs/%s/tmp,%s@%s" % (name, name, opts["-s"])
-        if not s3conf:
-            die("TEST DOUBLE: cannot read S3 config %s" % opts["-s"])
     else:
         stratum0 = opts.get("-w", "http://localhost/cvmfs/" + name)
         upstream = opts.get("-u") or "local,%s/%s/data/txn,%s/%s" % (SRV, name, SRV, name)
+    if exists(name):
+        die("The repository %s already exists" % name)
+    if len(upstream.split(",")) != 3:
+        usage("The given upstream definition (-u) is invalid. Should look like: "
+              "<spooler type> , <tmp directory> , <spooler configuration>")
+    for what in ("not_root", "no_aufs", "no_client", "autofs", "no_cap", "no_masterkeycard", "no_unionfs"):
+        fire("mkfs:" + what)
     kind = upstream.split(",")[0]
     if kind not in ("local", "S3", "gw"):
         die("unsupported storage type")
-    if kind == "local" and "-p" not in opts:
+    if kind == "local":
         fire("mkfs:no_apache")
+    if "-G" in opts and not date_parses(opts["-G"]):
+        die("Auto tags time span cannot be parsed")
     gateway = kind == "gw"
+    location = keys_import_location(name, opts.get("-k"), gateway)
+    owner = get_owner(opts.get("-o"), name)
+    if not user_exists(owner):
+        die("No user %s" % owner)
+    if "-s" in opts and not read_conf(opts["-s"]):
+        die("TEST DOUBLE: cannot read S3 config %s" % opts["-s"])
     out("Creating Configuration Files... done")
     s0_config(name, owner, stratum0, upstream, opts)
-    write_keys(name, opts.get("-k"), gateway)
+    write_keys(name, location, gateway)
     out("Creating CernVM-FS Server Infrastructure... done")
     make_spool(name)
     if not gateway:
@@ -464,14 +498,15 @@ def cmd_mkfs(args):
             os.makedirs(os.path.join(storage, "data", "txn"), exist_ok=True)
             out("Creating Backend Storage... done")
         if storage:
-            write_manifest(storage, name, 1, "-z" in opts)
+            write_manifest(storage, name, 0, "-z" in opts)
             write_whitelist(storage, name)
+            out("Signing 30 day whitelist with master key... done")
             with open(os.path.join(storage, ".cvmfs_master_replica"), "w") as handle:
                 handle.write("This file marks the repository as replicatable to stratum 1 servers\n")
         out("Creating Initial Repository... done")
         out("Mounting CernVM-FS Storage... (overlayfs) done")
         out("Allowing Replication of this Repository... done")
-        out("Initial commit... ")
+        out("Initial commit... New CernVM-FS repository for %s" % name)
         with open(spool(name, "scratch", "current", "new_repository"), "w") as handle:
             handle.write("")
         commit(name, server_conf(name))
@@ -589,6 +624,8 @@ def cmd_transaction(args):
     full = rest[0].rstrip("/")
     name, _sep, sub = full.partition("/")
     conf = publisher_settings(name)
+    if is_stratum1(name):
+        die("(unexpected termination) Repository %s is not a stratum 0 repository" % name + STACK)
     for what in ("permission", "autofs", "enter_shell", "hook", "gateway_error", "eio"):
         fire("transaction:" + what)
     expiry = whitelist_expiry(storage_of(conf))
@@ -596,8 +633,13 @@ def cmd_transaction(args):
         die("Repository whitelist for $name is expired", 22)
     if expiry is not None and expiry < now_utc() + datetime.timedelta(hours=12):
         out("Warning: Repository whitelist stays valid for less than 12 hours!")
-    if os.path.isfile(spool(name, "in_transaction.lock")):
-        die("CernVM-FS transaction error: another transaction is already open", 17)
+    # -t: retry while busy (also when a transaction is open), 0 = for ever (the double: an hour)
+    deadline = None if retry is None else time.time() + (float(retry) or 3600)
+    while os.path.isfile(spool(name, "in_transaction.lock")):
+        if deadline is None or time.time() >= deadline:
+            die("CernVM-FS transaction error: another transaction is already open", 17)
+        out("repository busy, retrying")
+        time.sleep(0.5)
     if sub:
         rdonly = spool(name, "rdonly")
         parent = os.path.dirname(os.path.join(rdonly, sub))
@@ -607,7 +649,6 @@ def cmd_transaction(args):
         if not os.path.isdir(parent) or (os.path.exists(target) and not os.path.isdir(target)):
             die("cannot open transaction on %s, which is not a directory" % full, 20)
     if conf.get("CVMFS_UPSTREAM_STORAGE", "").startswith("gw,"):
-        deadline = None if retry is None else time.time() + (float(retry) or 3600)
         while True:
             remaining = busy_lease(full)
             if remaining is None:
@@ -776,21 +817,45 @@ def cmd_ingest(args):
     if os.path.isfile(spool(name, "in_transaction.lock")):
         err("CernVM-FS transaction error: another transaction is already open")
         die("Impossible to start a transaction")
+    tag = None
+    if conf.get("CVMFS_AUTO_TAG", "true") == "true" and not conf.get("CVMFS_UPSTREAM_STORAGE", "").startswith("gw,"):
+        tag = "generic-" + now_utc().strftime("%Y-%m-%dT%H:%M:%SZ")
+        out("Using auto tag '%s'" % tag)
+    out("Swissknife Ingest: Processing changes...")
+    archive = None
+    if tar is not None:
+        try:
+            # uncompressed tar only: cvmfs builds its libarchive without zlib, bzip2, xz, ...
+            archive = tarfile.open(tar, mode="r:")
+        except (OSError, tarfile.TarError):
+            err("Impossible to open the archive: Unrecognized archive format")
+            err("Swissknife Ingest: Initialization of the synchronisation engine failed")
+            die("Synchronization failed\n\nExecuted Command:\ncvmfs_swissknife ingest (TEST DOUBLE)")
     rdonly = spool(name, "rdonly")
     for path in deletes:
         target = os.path.join(rdonly, path.strip("/"))
         if os.path.isdir(target):
             shutil.rmtree(target)
-        elif os.path.exists(target):
+        elif os.path.lexists(target):
             os.unlink(target)
-    if tar is not None:
+        else:
+            err("[WARNING] '%s' cannot be deleted. Unrecognized file type." % path)
+    if archive is not None:
         dest = os.path.join(rdonly, base.strip("/"))
         os.makedirs(dest, exist_ok=True)
-        with tarfile.open(tar) as archive:
-            archive.extractall(dest, filter="data")
+        with archive:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.12
+                archive.extractall(dest, filter="data")
+            else:
+                archive.extractall(dest)
         if "-c" in flags:
             open(os.path.join(dest, ".cvmfscatalog"), "w").close()
-    new_revision = commit(name, conf)
+    out("Waiting for upload of files before committing...")
+    out("Committing file catalogs...")
+    new_revision = commit(name, conf, tag)
+    for line in ("Tagging %s" % name, "Flushing file system buffers", "Signing new manifest",
+                 "Remounting newly created repository revision"):
+        out(line)
     out("(TEST DOUBLE) ingested, revision %d" % new_revision)
 
 
@@ -804,8 +869,6 @@ def cmd_add_replica(args):
     fire("add-replica:not_root")
     url = rest[0].rstrip("/")
     public_key = rest[1] if len(rest) > 1 else None
-    if "-s" in opts and "-w" not in opts:
-        die("Please specify the HTTP-URL for S3 (add option -w)")
     try:
         data = fetch(url, ".cvmfspublished")
     except Exception:  # pylint: disable=broad-except
@@ -817,7 +880,7 @@ def cmd_add_replica(args):
         if line.startswith("N"):
             fqrn = line[1:]
     fqrn = fqrn or url.rsplit("/", 1)[-1]
-    alias = opts.get("-n", fqrn)
+    alias = mkfqrn(opts["-n"]) if "-n" in opts else fqrn
     if not valid_name(alias):
         die("invalid repository name: %s" % alias)
     try:
@@ -829,17 +892,22 @@ def cmd_add_replica(args):
             die("There is already a Stratum1 repository %s" % alias)
         die("Repository %s already exists as a Stratum0 repository.\n"
             "Use -n to create an aliased Stratum1 replica for %s on this machine." % (alias, fqrn))
-    owner = get_owner(opts.get("-o"), alias)
-    if not user_exists(owner):
-        die("No user %s" % owner)
     if "-s" in opts:
+        if "-w" not in opts:
+            die("Please specify the HTTP-URL for S3 (add option -w)")
         stratum1 = opts["-w"].rstrip("/") + "/" + alias
         upstream = opts.get("-u") or "S3,/var/spool/cvmfs/%s/tmp,%s@%s" % (alias, alias, opts["-s"])
     else:
         stratum1 = opts.get("-w", "http://localhost/cvmfs/" + alias)
         upstream = opts.get("-u") or "local,%s/%s/data/txn,%s/%s" % (SRV, alias, SRV, alias)
-    if upstream.startswith("local,") and "-a" not in opts:
-        fire("add-replica:no_apache")
+    owner = get_owner(opts.get("-o"), alias)
+    if not user_exists(owner):
+        die("No user %s" % owner)
+    if upstream.startswith("local,"):
+        update_geodb()
+        if "-a" not in opts:
+            fire("add-replica:no_apache")
+    out("Creating Configuration Files... done")
     items = [("CVMFS_CREATOR_VERSION", LAYOUT_REVISION), ("CVMFS_REPOSITORY_NAME", fqrn),
              ("CVMFS_REPOSITORY_TYPE", "stratum1"), ("CVMFS_USER", owner),
              ("CVMFS_SPOOL_DIR", "/var/spool/cvmfs/" + alias), ("CVMFS_STRATUM0", url),
@@ -848,17 +916,62 @@ def cmd_add_replica(args):
     if "-z" in opts:
         items.append(("CVMFS_AUTO_GC", "true"))
     write_conf(os.path.join(repo_dir(alias), "server.conf"), items)
-    replica = [("CVMFS_NUM_WORKERS", "16"), ("CVMFS_PUBLIC_KEY", public_key or ""),
-               ("CVMFS_HTTP_TIMEOUT", "10"), ("CVMFS_HTTP_RETRIES", "3")]
     if "-P" in opts:
-        replica.append(("CVMFS_PASSTHROUGH", "true"))
+        replica = [("CVMFS_PASSTHROUGH", "true")]
+    else:
+        replica = [("CVMFS_NUM_WORKERS", "16"), ("CVMFS_PUBLIC_KEY", public_key or ""),
+                   ("CVMFS_HTTP_TIMEOUT", "10"), ("CVMFS_HTTP_RETRIES", "3")]
     write_conf(os.path.join(repo_dir(alias), "replica.conf"), replica)
     storage = storage_of(server_conf(alias), stratum1=True)
     if storage:
         os.makedirs(os.path.join(storage, "data", "txn"), exist_ok=True)
+    if upstream.startswith("local,"):
+        out("Create CernVM-FS Storage... done")
+        if "-p" not in opts:
+            out("Update Apache configuration... done")
     os.makedirs(spool(alias), exist_ok=True)
+    out("Creating CernVM-FS Server Infrastructure... done")
+    out("Updating global JSON information... done")
+    out("")
     out("Use 'cvmfs_server snapshot' to replicate %s." % alias)
     out("Make sure to install the repository public key in /etc/cvmfs/keys/")
+    out("You might have to add the key in /etc/cvmfs/repositories.d/%s/replica.conf" % alias)
+
+
+GEO_DB = os.path.join(ROOT, "var/lib/cvmfs-server/geo/GeoLite2-City.mmdb")
+
+
+def update_geodb():
+    """``_update_geodb -l`` of a local stratum-1 (add-replica): link CVMFS_GEO_DB_FILE (NONE turns the
+    GeoAPI off), or install the GeoIP database, which needs CVMFS_GEO_ACCOUNT_ID and
+    CVMFS_GEO_LICENSE_KEY (from /etc/cvmfs/server.local). The double never downloads: with both set
+    it writes a stand-in database."""
+    settings = dict(server_local(), **dict((k, v) for k, v in os.environ.items() if k.startswith("CVMFS_GEO_")))
+    db_file = settings.get("CVMFS_GEO_DB_FILE", "")
+    os.makedirs(os.path.dirname(GEO_DB), exist_ok=True)
+    if db_file:
+        if not os.path.islink(GEO_DB) or os.readlink(GEO_DB) != db_file:
+            if db_file != "NONE" and not os.access(db_file, os.R_OK):
+                die("%s doesn't exist or is not readable" % db_file)
+            if os.path.lexists(GEO_DB):
+                os.unlink(GEO_DB)
+            out("Linking GeoIP Database")
+            os.symlink(db_file, GEO_DB)
+        return
+    if os.path.isfile(GEO_DB) and not os.path.islink(GEO_DB):
+        return  # installed already; the lazy update is not modelled
+    sys.stdout.write("Installing GeoIP Database... ")
+    sys.stdout.flush()
+    for key in ("CVMFS_GEO_ACCOUNT_ID", "CVMFS_GEO_LICENSE_KEY"):
+        if not settings.get(key):
+            err("%s not set" % key)
+            out("fail")
+            sys.exit(3)
+    if os.path.lexists(GEO_DB):
+        os.unlink(GEO_DB)
+    with open(GEO_DB, "w") as handle:
+        handle.write("TEST DOUBLE: stand-in GeoIP database\n")
+    out("done")
 
 
 LOGROTATE = os.path.join(ROOT, "etc/logrotate.d/cvmfs")
@@ -870,7 +983,8 @@ def snapshot_one(alias, no_wait):
     if not exists(alias):
         die("The repository %s does not exist." % alias)
     if not is_stratum1(alias):
-        die("Repository %s is not a stratum 1 repository" % alias)
+        out("Repository %s is not a stratum 1 repository" % alias)
+        sys.exit(1)
     conf = server_conf(alias)
     if not conf.get("CVMFS_STRATUM1"):
         die("Missing CVMFS_STRATUM1 URL in server.conf")
@@ -948,20 +1062,52 @@ def cmd_snapshot(args):
 
 
 def cmd_diff(args):
+    """``diff --worktree``: the transaction's changes as ``[add]``/``[mod]``/``[rem]`` lines under
+    /cvmfs/<name>, from the scratch area (overlay upper dir) against the published tree. An overlay
+    whiteout (character device 0/0) is a removal. The real order follows the catalogs; this one is sorted."""
     opts, rest = parse("mhs:d:", args, ("worktree",))
     name = one_name(rest)
     if not exists(name):
         die("The repository %s does not exist." % name)
     if "--worktree" not in dict(opts):
         die("TEST DOUBLE: only diff --worktree is implemented")
-    scratch = spool(name, "scratch", "current")
-    for directory, dirs, files in os.walk(scratch):
-        for entry in sorted(dirs + files):
-            path = os.path.join(directory, entry)
-            out("A " + "/" + os.path.relpath(path, scratch))
+    scratch, rdonly = spool(name, "scratch", "current"), spool(name, "rdonly")
+
+    def show(change, relpath):
+        out("[%s] /cvmfs/%s/%s" % (change, name, relpath))
+
+    def removed(relpath):
+        published = os.path.join(rdonly, relpath)
+        if os.path.isdir(published) and not os.path.islink(published):
+            for entry in sorted(os.listdir(published)):
+                removed(os.path.join(relpath, entry))
+        show("rem", relpath)
+
+    def walk(relpath):
+        for entry in sorted(os.listdir(os.path.join(scratch, relpath))):
+            path = os.path.join(relpath, entry)
+            st = os.lstat(os.path.join(scratch, path))
+            published = os.path.join(rdonly, path)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                removed(path)
+            elif stat.S_ISDIR(st.st_mode) and os.path.isdir(published):
+                show("mod", path)
+                walk(path)
+            elif stat.S_ISDIR(st.st_mode):
+                show("add", path)
+                walk(path)
+            else:
+                if os.path.lexists(published):
+                    show("rem", path)
+                show("add", path)
+
+    if os.path.isdir(scratch):
+        walk("")
 
 
 def cmd_list(args):
+    """One line per repository: ``<name> (<type> / <storage>[ - in transaction]) [-> <fqrn>] ``
+    (whitelist and health remarks are not modelled)."""
     if args:
         usage("Too many arguments provided")
     if not os.path.isdir(REPOS):
@@ -973,10 +1119,11 @@ def cmd_list(args):
             continue
         conf = server_conf(name)
         kind = conf.get("CVMFS_UPSTREAM_STORAGE", "local").split(",")[0]
-        line = "%s (%s / %s" % (name, "stratum1" if is_stratum1(name) else "stratum0", kind)
-        if os.path.isfile(spool(name, "in_transaction.lock")):
-            line += " - in transaction"
-        out(line + ")")
+        stratum1 = is_stratum1(name)
+        transaction = " - in transaction" if not stratum1 and os.path.isfile(spool(name, "in_transaction.lock")) else ""
+        alias_of = "-> " + conf.get("CVMFS_REPOSITORY_NAME", name) if stratum1 and \
+            conf.get("CVMFS_REPOSITORY_NAME", name) != name else ""
+        out("%s (%s / %s%s) %s " % (name, "stratum1" if stratum1 else "stratum0", kind, transaction, alias_of))
 
 
 COMMANDS = {"mkfs": cmd_mkfs, "import": cmd_import, "rmfs": cmd_rmfs, "transaction": cmd_transaction,

@@ -313,6 +313,22 @@ MAPPING = [
     ("snapshot", 1, "", "Repository r.org is not a stratum 1 repository", srv.NotStratum1, "not a stratum-1"),
     ("snapshot", 1, "", "Missing CVMFS_STRATUM1 URL in server.conf", srv.CvmfsServerError, "Missing CVMFS_STRATUM1"),
     ("snapshot", 1, "", "The repository r.org does not exist.", srv.RepositoryMissing, "does not exist"),
+    # as the real cvmfs_server 2.12 says them (tests/integration/test_cvmfs_double_contract.py)
+    ("snapshot", 1, "Repository r.org is not a stratum 1 repository", "", srv.NotStratum1, "not a stratum-1"),
+    ("transaction", 1, "", "(unexpected termination) Repository r.org is not a stratum 0 repository" + STACK,
+     srv.NotStratum0, "not a stratum-0"),
+    ("add-replica", 3, "Installing GeoIP Database... fail", "CVMFS_GEO_ACCOUNT_ID not set", srv.CvmfsServerError,
+     "CVMFS_GEO_DB_FILE to a readable database or to NONE"),
+    ("add-replica", 1, "", "/srv/GeoLite2-City.mmdb doesn't exist or is not readable", srv.CvmfsServerError,
+     "(/srv/GeoLite2-City.mmdb doesn't exist or is not readable)"),
+    ("add-replica", 1, "Linking GeoIP Database\nThe apache wsgi module must be installed and enabled.\nThe required "
+     "package is called libapache2-mod-wsgi.", "", srv.CvmfsServerError, "libapache2-mod-wsgi-py3"),
+    ("ingest", 1, "Using auto tag 'generic-2024-01-01T00:00:00Z'", "/usr/bin/cvmfs_server: 9263: eval: [[: not found\n"
+     "Impossible to open the archive: Unrecognized archive format\nSynchronization failed", srv.CvmfsServerError,
+     "failed (rc=1): Impossible to open the archive: Unrecognized archive format"),
+    ("mkfs", 1, "", "Failed to dump process list for 'apache2.service', ignoring: Input/output error\n"
+     "cp: cannot stat '/k/r.org.masterkey': No such file or directory\nfail!", srv.CvmfsServerError,
+     "failed (rc=1): cp: cannot stat '/k/r.org.masterkey'"),
 ]
 
 

@@ -57,7 +57,7 @@ def test_create_with_initial_snapshot_then_idempotent(host, source, pub):
 def test_alias_s3_no_apache_options(host, source, pub):
     s3 = {"host": "s3.example.org", "bucket": "cvmfs-s1", "access_key": "AK", "secret_key": "not-a-real-secret",
           "dns_buckets": False}
-    alias = "sw-s1"
+    alias = "sw-s1.example.org"
     bucket = host.path("bucket")
     args = present(source, pub, name=alias, storage="s3", apache=False, auto_gc=True, snapshot_group="nightly",
                    stratum1_url="file://%s/%s" % (bucket, alias), s3_config=s3, owner="nobody")
@@ -192,6 +192,20 @@ def test_name_is_a_stratum0_race(host, source, pub, tmp_path):
 def test_invalid_alias(host, source, pub, name):
     result = host.run("replica", present(source, pub, name=name))
     assert result.failed and "not a valid replica name" in result["msg"] and host.argvs() == []
+
+
+def test_alias_without_dot(host, source, pub):
+    # add-replica -n sw-s1 would create "sw-s1." (cvmfs_mkfqrn)
+    result = host.run("replica", present(source, pub, name="sw-s1"))
+    assert result.failed and "not a fully qualified replica name" in result["msg"] and host.argvs() == []
+
+
+def test_geoip_database_needs_settings(host, source, pub):
+    os.unlink(host.path("etc/cvmfs/server.local"))
+    result = host.run("replica", present(source, pub))
+    assert result.failed and result["rc"] == 1 and result["cmd"][1] == "add-replica"
+    assert "CVMFS_GEO_ACCOUNT_ID not set" in result["msg"] and "CVMFS_GEO_DB_FILE" in result["msg"]
+    assert not os.path.exists(host.path("etc/cvmfs/repositories.d", NAME))
 
 
 def test_not_root(host, source, pub):

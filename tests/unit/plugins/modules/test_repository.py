@@ -153,8 +153,9 @@ def test_keys_dir_imported_with_k(host, tmp_path):
 def test_keys_dir_with_same_keys_already_in_place_is_reused(host, tmp_path):
     keys = tmp_path / "vault-keys"
     keys.mkdir()
-    (keys / (NAME + ".pub")).write_text("KEY-pub\n")
-    host.write("etc/cvmfs/keys/%s.pub" % NAME, "KEY-pub\n")
+    for kind in ("masterkey", "pub", "key", "crt"):  # mkfs needs all four (cvmfs-facts 1.1)
+        (keys / (NAME + "." + kind)).write_text("KEY-%s\n" % kind)
+        host.write("etc/cvmfs/keys/%s.%s" % (NAME, kind), "KEY-%s\n" % kind)
     result = host.run("repository", present(keys_dir=str(keys)))
     assert not result.failed and "-k" not in result["cmd"]
 
@@ -290,10 +291,12 @@ def test_mkfs_precondition_errors(host, key, text):
         assert "become" in result["msg"]
 
 
-def test_mkfs_without_apache_config_skips_apache_check(host):
+def test_mkfs_without_apache_config_still_needs_apache(host):
+    # the real mkfs checks for a running Apache with local storage whether or not it writes its
+    # configuration (-p): tests/integration/test_cvmfs_double_contract.py holds the double to that
     host.fail = ["mkfs:no_apache"]
     result = host.run("repository", present(apache=False))
-    assert not result.failed and "-p" in result["cmd"]
+    assert result.failed and "-p" in result["cmd"] and "Apache must be installed and running" in result["msg"]
 
 
 def test_mkfs_repository_exists_race_is_unchanged(host, tmp_path):
@@ -315,6 +318,34 @@ def test_owner_must_exist(host):
 def test_invalid_repository_name(host, name):
     result = host.run("repository", present(name=name))
     assert result.failed and "not a valid repository name" in result["msg"] and host.argvs() == []
+
+
+def test_name_without_dot(host):
+    # mkfs would create "sw." (cvmfs_mkfqrn), which the next run would not find under "sw"
+    for state in ("present", "absent"):
+        result = host.run("repository", present(name="sw", state=state))
+        assert result.failed and "not a fully qualified repository name" in result["msg"]
+        assert "'sw.'" in result["msg"] and "sw.example.org" in result["msg"]
+    assert host.argvs() == []
+
+
+@pytest.mark.parametrize("in_place,in_keys_dir,missing", [
+    (("pub",), (), "missing: {0}.masterkey, {0}.crt, {0}.key"),
+    (("masterkey", "pub", "crt"), ("masterkey", "pub", "crt", "key"), "missing: {0}.key"),
+    ((), ("pub", "crt"), "missing: {0}.masterkey, {0}.key"),
+])
+def test_incomplete_key_set_refused_before_mkfs(host, tmp_path, in_place, in_keys_dir, missing):
+    # mkfs imports every key file from /etc/cvmfs/keys (when any is there) or from -k, and stops half-way
+    # at the first missing one (tests/integration/test_cvmfs_double_contract.py)
+    keys = tmp_path / "vault-keys"
+    keys.mkdir()
+    for kind in in_keys_dir:
+        (keys / ("%s.%s" % (NAME, kind))).write_text("KEY-%s\n" % kind)
+    for kind in in_place:
+        host.write("etc/cvmfs/keys/%s.%s" % (NAME, kind), "KEY-%s\n" % kind)
+    result = host.run("repository", present(keys_dir=str(keys) if in_keys_dir else None))
+    assert result.failed and missing.format(NAME) in result["msg"] and "half-way" in result["msg"], result
+    assert host.argvs() == [] and not os.path.exists(host.path("etc/cvmfs/repositories.d", NAME))
 
 
 def test_auto_tag_timespan_unparsable(host):

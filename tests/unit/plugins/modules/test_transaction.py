@@ -137,8 +137,8 @@ def test_check_mode_only_if_changed_predicts_abort(repo):
 
 
 def test_ingest_tarball(repo, tmp_path):
-    tarball = tmp_path / "release.tar.gz"
-    with tarfile.open(str(tarball), "w:gz") as archive:
+    tarball = tmp_path / "release.tar"  # uncompressed: what cvmfs_server ingest reads
+    with tarfile.open(str(tarball), "w") as archive:
         data = b"#!/bin/sh\necho hi\n"
         info = tarfile.TarInfo("bin/tool")
         info.size = len(data)
@@ -263,6 +263,22 @@ def test_transaction_whitelist_expiring_soon_warns(repo):
 def test_transaction_repository_missing(host):
     result = host.run("transaction", txn("opened"))
     assert result.failed and "does not exist on this host" in result["msg"] and host.argvs() == []
+
+
+def test_transaction_name_without_dot(host):
+    result = host.run("transaction", dict(txn("opened"), name="sw"))
+    assert result.failed and "not a fully qualified repository name" in result["msg"] and host.argvs() == []
+
+
+@pytest.mark.parametrize("compression", ["gz", "bz2", "xz"])
+def test_ingest_compressed_tarball_refused(repo, tmp_path, compression):
+    # cvmfs_server ingest reads uncompressed tar only (tests/integration/test_cvmfs_server_real.py)
+    tarball = tmp_path / ("release.tar." + compression)
+    with tarfile.open(str(tarball), "w:" + compression):
+        pass
+    result = repo.run("transaction", txn("published", ingest={"tarball": str(tarball), "base_dir": "app"}))
+    assert result.failed and "compressed" in result["msg"] and "uncompressed tar" in result["msg"]
+    assert "ingest" not in subcommands(repo)
 
 
 @pytest.mark.parametrize("name,hint", [("-bad", False), ("%s/software" % NAME, True)])
