@@ -1,7 +1,7 @@
 """Test set-up shared by every layer.
 
 Makes the collection importable as ``ansible_collections.sharedsw.cvmfs`` (through a symlink
-outside the work tree, so nothing walks into a loop), and loads the real-service harness
+outside the work tree, so nothing walks into a loop, and through Ansible's collection loader), and loads the real-service harness
 (tests/harness) as a pytest plugin.
 """
 
@@ -13,6 +13,7 @@ import sys
 import tempfile
 
 import pytest
+from ansible.plugins.loader import init_plugin_loader
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,6 +36,11 @@ sys.path.insert(0, COLLECTIONS_ROOT)
 os.environ["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS_ROOT + os.pathsep + os.environ.get(
     "ANSIBLE_COLLECTIONS_PATH", os.path.expanduser("~/.ansible/collections"))
 sys.path.insert(0, REPO_ROOT)
+
+# Ansible's collection loader, installed before any test or conftest imports the collection: a
+# package imported around it (by plain sys.path) has no collection metadata, and the plugin
+# loader (inventory and filter tests) then refuses every module of it.
+init_plugin_loader([COLLECTIONS_ROOT])
 
 pytest_plugins = ["tests.harness.fixtures"]
 
