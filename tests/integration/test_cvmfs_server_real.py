@@ -142,7 +142,7 @@ def test_ingest_failure_names_the_cause(host, repo):
 
 def test_name_without_dot_refused(host, cleanup):
     # cvmfs_server mkfs would create "<name>." (tests/integration/test_cvmfs_double_contract.py)
-    name = unique_name().split(".")[0]
+    name = unique_name().split(".", maxsplit=1)[0]
     cleanup.append(name + ".")
     result = host.run_module("repository", {"name": name, "owner": "root"})
     assert result.failed and "not a fully qualified repository name" in result["msg"]
