@@ -14,16 +14,15 @@ Paths under the double's root and its URL are mapped back to the real ones befor
 Every mismatch of a test is collected, so one run lists all the ways the double differs.
 """
 
-import io
 import json
 import os
 import re
-import tarfile
 import uuid
 
 import pytest
 
 from tests.support.cvmfs_lab_host import skip_module_without_packages
+from tests.support.tarballs import tarball
 
 pytestmark = pytest.mark.cvmfs
 skip_module_without_packages()
@@ -117,15 +116,6 @@ def differences(real, double, prefix=""):
         return found
     return [] if real == double else [(prefix, real, double)]
 
-
-def tar_bytes(members, compression=""):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:" + compression) as archive:
-        for path, data in members.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 class Site:
@@ -359,7 +349,7 @@ def test_ingest(sites, cleanup):
     cleanup.append(repo)
     contract = Contract(sites, [repo])
     contract.step(["mkfs", "-o", "root", repo], 0)
-    tarballs = {"plain": tar_bytes({"bin/tool": b"hi\n"}), "gz": tar_bytes({"bin/tool": b"hi\n"}, "gz")}
+    tarballs = {"plain": tarball({"bin/tool": b"hi\n"}), "gz": tarball({"bin/tool": b"hi\n"}, "gz")}
     for kind, data in tarballs.items():
         sites[0].host.write("/var/tmp/%s.%s" % (repo, kind), data)  # outside the double's root: one copy serves both
     contract.published.extend([(repo, "app/1/bin/tool"), (repo, "app/2/bin/tool")])
@@ -384,13 +374,13 @@ def test_ingest_from_stdin(sites, cleanup):
     cleanup.append(repo)
     contract = Contract(sites, [repo])
     contract.step(["mkfs", "-o", "root", repo], 0)
-    plain = tar_bytes({"bin/tool": b"hi\n"})
-    two = tar_bytes({"a/one": b"1" * 100000, "a/two": b"2" * 100000})
+    plain = tarball({"bin/tool": b"hi\n"})
+    two = tarball({"a/one": b"1" * 100000, "a/two": b"2" * 100000})
     first_member = 512 + 100352  # header + data padded to 512-byte blocks
     contract.published.extend([(repo, "app/1/bin/tool"), (repo, "app/2"), (repo, "app/3"), (repo, "app/4/a/one"),
                                (repo, "app/4/a/two"), (repo, "app/5")])
     contract.step(["ingest", "-t", "-", "-b", "app/1", repo], 0, stdin=plain)
-    contract.step(["ingest", "-t", "-", "-b", "app/2", repo], 1, stdin=tar_bytes({"bin/tool": b"hi\n"}, "gz"),
+    contract.step(["ingest", "-t", "-", "-b", "app/2", repo], 1, stdin=tarball({"bin/tool": b"hi\n"}, "gz"),
                   stderr=r"^Impossible to open the archive: Unrecognized archive format$")
     contract.step(["ingest", "-t", "-", "-b", "app/3", repo], 0, stdin=b"")
     contract.step(["ingest", "-t", "-", "-b", "app/4", repo], 0, stdin=two[:first_member])

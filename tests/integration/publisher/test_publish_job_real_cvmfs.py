@@ -7,15 +7,14 @@ download copies a file on the host and the deletion is recorded. The rest of the
 S3 and the publish double, is tests/integration/publisher/test_publish_job.py.
 """
 
-import io
 import json
 import os
-import tarfile
 import uuid
 
 import pytest
 
 from tests.support.cvmfs_lab_host import PROGRAM_DIR, skip_module_without_packages
+from tests.support.tarballs import tarball
 
 pytestmark = pytest.mark.cvmfs
 skip_module_without_packages()
@@ -82,15 +81,6 @@ except Exception as exc:
 print(json.dumps({"error": error, "deleted": Bucket.deleted, "log": log.getvalue()}))
 """
 
-
-def tarball(members, compression=""):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:" + compression) as archive:
-        for path, data in members.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 @pytest.fixture
