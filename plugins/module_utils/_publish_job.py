@@ -26,7 +26,11 @@ One run:
    ``systemctl stop`` or the unit's timeout, SIGINT) after the transaction was opened aborts it
    (``cvmfs_server abort -f``) and restores the sync's state file, so the next run retries;
 5. ingests each tarball with ``cvmfs_server ingest`` (one transaction each, opened and closed by
-   cvmfs_server itself) and deletes it from the bucket afterwards.
+   cvmfs_server itself) and deletes it from the bucket afterwards. cvmfs_server reads uncompressed
+   tar only, so a compressed tarball is first read through once (its checksums come at its end),
+   then decompressed into ``cvmfs_server ingest -t -`` (gzip, bzip2, xz: Python; zstd: the ``zstd``
+   program). If that stream fails, cvmfs_server is killed before it reads the end of the tar and
+   the transaction it left is aborted; the tarball stays in the bucket.
 
 Exit status (what monitoring alerts on): ``0`` published or nothing to do; ``1`` failed, the
 repository is clean (nothing half-published, transaction aborted); ``2`` bad configuration;
@@ -40,10 +44,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import argparse
+import bz2
+import contextlib
 import datetime
 import errno
 import fcntl
+import gzip
 import json
+import lzma
 import os
 import posixpath
 import shutil
@@ -53,6 +61,7 @@ import sys
 import tempfile
 import time
 import traceback
+import zlib
 
 from ._common import CvmfsError
 from ._cvmfs_state import CvmfsPaths, in_transaction, scratch_has_changes
@@ -66,6 +75,12 @@ EXIT_LOCK_TIMEOUT = 4
 EXIT_BUSY = 75
 
 TARBALL_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst", ".tgz", ".tar")
+#: how a tarball is compressed, by suffix: cvmfs_server ingest reads plain tar only (CernVM-FS builds its
+#: libarchive without compression support), so the job decompresses these into its stdin
+COMPRESSION = {".tar.gz": "gzip", ".tgz": "gzip", ".tar.bz2": "bzip2", ".tar.xz": "xz", ".tar.zst": "zstd"}
+#: errors of a corrupt or truncated compressed file, from gzip, bz2, lzma and ProgramOutput
+DECOMPRESSION_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, CvmfsError)
+CHUNK = 1024 * 1024  # bytes per read and write while a tarball streams into cvmfs_server
 
 DEFAULTS = {
     "cvmfs_server": "/usr/bin/cvmfs_server",
@@ -200,18 +215,55 @@ class Cvmfs:
         self.env = dict(os.environ if env is None else env, LC_ALL="C")
         self.paths = CvmfsPaths(etc_dir=config["etc_dir"], spool_dir=config["spool_dir"])
 
-    def run(self, args, what):
+    def run(self, args, what, stdin=None):
+        """Run ``cvmfs_server *args``: stdin /dev/null, or the file object ``stdin`` copied to it."""
         argv = [self.binary] + args
-        try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  env=self.env, cwd="/", check=False, universal_newlines=True)
-        except OSError as error:
-            raise CvmfsError("cannot run %s: %s" % (self.binary, error))
+        if stdin is not None:
+            proc = self.feed(argv, stdin)
+        else:
+            try:
+                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      env=self.env, cwd="/", check=False, universal_newlines=True)
+            except OSError as error:
+                raise CvmfsError("cannot run %s: %s" % (self.binary, error))
         for line in (proc.stdout or "").splitlines():
             self.log.info("cvmfs_server %s: %s" % (args[0], line))
         for line in (proc.stderr or "").splitlines():
             self.log.warning("cvmfs_server %s: %s" % (args[0], line))
         return proc
+
+    def feed(self, argv, source):
+        """Run ``argv`` with ``source`` copied to its stdin, in bounded chunks; a ``CompletedProcess``.
+
+        cvmfs_server publishes whatever tar it has read when its stdin ends, even one cut off between
+        two members. So a failure while copying (a read error, a stop signal) never closes its stdin:
+        cvmfs_server and all it started (its own session) are killed first, and the transaction they
+        leave open is for the caller to abort.
+        """
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err, env=self.env, cwd="/",
+                                        start_new_session=True)
+            except OSError as error:
+                raise CvmfsError("cannot run %s: %s" % (self.binary, error))
+            try:
+                try:
+                    shutil.copyfileobj(source, proc.stdin, CHUNK)
+                    proc.stdin.close()
+                except BrokenPipeError:  # cvmfs_server stopped reading: its exit status and messages say why
+                    with contextlib.suppress(OSError):
+                        proc.stdin.close()
+                proc.wait()
+            except BaseException as error:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                self.log.warning("stopped cvmfs_server %s (killed it and all it started): %s" % (argv[1], _describe(error)))
+                raise
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(argv, proc.returncode, out.read().decode("utf-8", "replace"),
+                                               err.read().decode("utf-8", "replace"))
 
     def in_transaction(self):
         return in_transaction(self.repository, self.paths)
@@ -249,8 +301,13 @@ class Cvmfs:
             return not self.in_transaction()
         return False
 
-    def ingest(self, tarball, base_dir):
-        proc = self.run(["ingest", "-t", tarball, "-b", base_dir, self.repository], "ingest")
+    def ingest(self, tarball, base_dir, compression=None):
+        """Ingest the plain tar file ``tarball``, or with ``compression`` its uncompressed stream (``-t -``)."""
+        if compression is None:
+            proc = self.run(["ingest", "-t", tarball, "-b", base_dir, self.repository], "ingest")
+        else:
+            with open_tar(tarball, compression) as stream:
+                proc = self.run(["ingest", "-t", "-", "-b", base_dir, self.repository], "ingest", stdin=stream)
         if proc.returncode != 0:
             raise CvmfsError("cvmfs_server ingest of %s into %s failed (exit %d)" % (tarball, base_dir, proc.returncode),
                              rc=proc.returncode)
@@ -591,23 +648,38 @@ class PublishJob:
     def ingest(self, tarballs):
         for key, etag, base in tarballs:
             target = self.ingest_base(base)
+            url = "s3://%s/%s" % (self.source["bucket"], key)
+            compression = COMPRESSION.get(_suffix(key))
+            if compression == "zstd" and not shutil.which("zstd"):
+                raise CvmfsError("%s is zstd-compressed, and ingesting it needs the zstd program, which is not "
+                                 "installed on this publisher: install the package zstd; the tarball stays in the "
+                                 "bucket until a run can ingest it" % url)
             tmp_dir = self.config["tmp_dir"] or self.state_dir
             handle, path = tempfile.mkstemp(prefix="ingest-", suffix=_suffix(key), dir=tmp_dir)
             os.close(handle)
             try:
-                self.log.info("downloading s3://%s/%s" % (self.source["bucket"], key))
+                self.log.info("downloading %s" % url)
                 try:
                     self.s3().download_file(self.source["bucket"], key, path)
                 except Exception as error:  # pylint: disable=broad-except
-                    raise CvmfsError("cannot download s3://%s/%s: %s" % (self.source["bucket"], key, error))
+                    raise CvmfsError("cannot download %s: %s" % (url, error))
+                if compression:
+                    try:
+                        check_tarball(path, compression)
+                    except DECOMPRESSION_ERRORS as error:
+                        raise CvmfsError("%s is not a readable %s-compressed file (%s); nothing was ingested and it "
+                                         "stays in the bucket: upload it again" % (url, compression, _describe(error)))
                 self.log.info("ingesting %s into /%s" % (key, target))
                 try:
-                    self.cvmfs.ingest(path, target)
-                except BaseException:
+                    self.cvmfs.ingest(path, target, compression)
+                except BaseException as error:
                     self.shield()
-                    if self.cvmfs.in_transaction() and not self.cvmfs.abort():
-                        raise NeedsHuman("ingest of %s failed and left %s in a transaction that could not be aborted"
-                                         % (key, self.repository))
+                    if self.cvmfs.in_transaction():
+                        self.log.error("ingest of %s failed (%s); aborting the transaction it left open on %s"
+                                       % (key, _describe(error), self.repository))
+                        if not self.cvmfs.abort():
+                            raise NeedsHuman("ingest of %s failed and left %s in a transaction that could not be "
+                                             "aborted" % (key, self.repository))
                     raise
                 self.summary["ingested"].append(key)
                 self._delete_ingested(key, etag)
@@ -675,6 +747,56 @@ def _suffix(key):
         if key.endswith(suffix):
             return suffix
     return ""
+
+
+class ProgramOutput:
+    """The standard output of ``argv`` (``zstd -dc FILE``) as a file object; if the program fails, reading
+    its end raises :class:`CvmfsError`, so a truncated stream never passes for a complete one."""
+
+    def __init__(self, argv):
+        self.argv = argv
+        self.errors = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.errors)
+        except OSError as error:
+            self.errors.close()
+            raise CvmfsError("cannot run %s: %s" % (argv[0], error))
+
+    def read(self, size=-1):
+        data = self.proc.stdout.read(size)
+        if not data and self.proc.wait() != 0:
+            self.errors.seek(0)
+            message = self.errors.read().decode("utf-8", "replace").strip() or "no message"
+            raise CvmfsError("%s failed (exit %d): %s" % (" ".join(self.argv[:2]), self.proc.returncode, message))
+        return data
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc_info):
+        self.proc.stdout.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.errors.close()
+
+
+def open_tar(path, compression):
+    """A binary file object reading the uncompressed tar in ``path`` (``compression`` from :data:`COMPRESSION`)."""
+    if compression == "zstd":  # no zstd in the standard library before Python 3.14
+        return ProgramOutput(["zstd", "-d", "-c", "-q", "--", path])
+    return {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}[compression](path, "rb")
+
+
+def check_tarball(path, compression):
+    """Read the compressed file ``path`` through once; raises one of :data:`DECOMPRESSION_ERRORS` if corrupt.
+
+    The checksums of gzip, bzip2, xz and zstd follow the data they cover: a corrupt tarball found only
+    while it streams into cvmfs_server might be found after cvmfs_server has read the end of the tar.
+    """
+    with open_tar(path, compression) as stream:
+        while stream.read(CHUNK):
+            pass
 
 
 def _last_json_object(text):

@@ -40,6 +40,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.request
 
@@ -822,15 +823,9 @@ def cmd_ingest(args):
         tag = "generic-" + now_utc().strftime("%Y-%m-%dT%H:%M:%SZ")
         out("Using auto tag '%s'" % tag)
     out("Swissknife Ingest: Processing changes...")
-    archive = None
+    staged = None
     if tar is not None:
-        try:
-            # uncompressed tar only: cvmfs builds its libarchive without zlib, bzip2, xz, ...
-            archive = tarfile.open(tar, mode="r:")
-        except (OSError, tarfile.TarError):
-            err("Impossible to open the archive: Unrecognized archive format")
-            err("Swissknife Ingest: Initialization of the synchronisation engine failed")
-            die("Synchronization failed\n\nExecuted Command:\ncvmfs_swissknife ingest (TEST DOUBLE)")
+        staged = extract_tar(name, tar)
     rdonly = spool(name, "rdonly")
     for path in deletes:
         target = os.path.join(rdonly, path.strip("/"))
@@ -840,14 +835,10 @@ def cmd_ingest(args):
             os.unlink(target)
         else:
             err("[WARNING] '%s' cannot be deleted. Unrecognized file type." % path)
-    if archive is not None:
+    if staged is not None:
         dest = os.path.join(rdonly, base.strip("/"))
-        os.makedirs(dest, exist_ok=True)
-        with archive:
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.12
-                archive.extractall(dest, filter="data")
-            else:
-                archive.extractall(dest)
+        shutil.copytree(staged, dest, dirs_exist_ok=True, symlinks=True)
+        shutil.rmtree(staged)
         if "-c" in flags:
             open(os.path.join(dest, ".cvmfscatalog"), "w").close()
     out("Waiting for upload of files before committing...")
@@ -857,6 +848,37 @@ def cmd_ingest(args):
                  "Remounting newly created repository revision"):
         out(line)
     out("(TEST DOUBLE) ingested, revision %d" % new_revision)
+
+
+def extract_tar(name, tar):
+    """Extract the tar file ``tar`` (``-``: stdin) into a new directory of the spool and return it;
+    ``None`` for an empty stdin, which the real ingest takes for an empty archive. Uncompressed tar
+    only (cvmfs builds its libarchive without zlib, bzip2, xz, ...). A tar that ends between two
+    members counts as complete, as for the real one; a bad one fails before anything changed."""
+    failed = "Synchronization failed\n\nExecuted Command:\ncvmfs_swissknife ingest (TEST DOUBLE)"
+    try:
+        if tar != "-":
+            archive = tarfile.open(tar, mode="r:")
+        elif not sys.stdin.buffer.peek(1):
+            return None
+        else:
+            archive = tarfile.open(fileobj=sys.stdin.buffer, mode="r|")
+    except (OSError, tarfile.TarError):
+        err("Impossible to open the archive: Unrecognized archive format")
+        err("Swissknife Ingest: Initialization of the synchronisation engine failed")
+        die(failed)
+    staged = tempfile.mkdtemp(prefix="ingest-", dir=spool(name))
+    try:
+        with archive:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.12
+                archive.extractall(staged, filter="data")
+            else:
+                archive.extractall(staged)
+    except (OSError, tarfile.TarError) as error:
+        shutil.rmtree(staged)
+        err("failed to read data from the tar entry (TEST DOUBLE: %s)\n Truncated tar archive" % error)
+        die(failed)
+    return staged
 
 
 def cmd_add_replica(args):

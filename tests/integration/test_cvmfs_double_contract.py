@@ -14,16 +14,15 @@ Paths under the double's root and its URL are mapped back to the real ones befor
 Every mismatch of a test is collected, so one run lists all the ways the double differs.
 """
 
-import io
 import json
 import os
 import re
-import tarfile
 import uuid
 
 import pytest
 
 from tests.support.cvmfs_lab_host import skip_module_without_packages
+from tests.support.tarballs import tarball
 
 pytestmark = pytest.mark.cvmfs
 skip_module_without_packages()
@@ -118,15 +117,6 @@ def differences(real, double, prefix=""):
     return [] if real == double else [(prefix, real, double)]
 
 
-def tar_bytes(members, compression=""):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:" + compression) as archive:
-        for path, data in members.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
 
 class Site:
     """Where one side of the contract runs: the real cvmfs_server (``root`` "") or the double."""
@@ -136,11 +126,13 @@ class Site:
         self.url = REAL_URL if kind == "real" else DOUBLE_URL
         self.fail = ""
 
-    def run(self, argv):
+    def run(self, argv, stdin=None):
+        """``cvmfs_server *argv`` with stdin /dev/null, or the bytes ``stdin``."""
         if self.kind == "real":
-            return self.host.cvmfs_server(*argv)
-        return self.host.sh('cd / && CVMFS_DOUBLE_ROOT="$1" CVMFS_DOUBLE_FAIL="$2" LC_ALL=C exec "$3" "${@:4}" '
-                            '</dev/null', self.root, self.fail, DOUBLE_DIR + "/cvmfs_server", *argv, check=False)
+            return self.host.cvmfs_server(*argv, stdin=stdin)
+        return self.host.sh('cd / && CVMFS_DOUBLE_ROOT="$1" CVMFS_DOUBLE_FAIL="$2" LC_ALL=C exec "$3" "${@:4}"'
+                            + (' </dev/null' if stdin is None else ''),
+                            self.root, self.fail, DOUBLE_DIR + "/cvmfs_server", *argv, check=False, stdin=stdin)
 
     def apache(self, running):
         """Stop or start Apache (real); the double has no Apache to look at: its failure is injected."""
@@ -183,16 +175,18 @@ class Contract:
         self.seen = set()
         self.steps = 0
 
-    def step(self, argv, rc, stdout=None, stderr=None, not_stdout=None):
-        """Run ``argv`` (a list, or a function of the site giving one) on both sites; both must exit
-        ``rc`` and match the regular expressions ``stdout``/``stderr`` (on that stream), and not
-        ``not_stdout``; then the states must agree."""
+    def step(self, argv, rc, stdout=None, stderr=None, not_stdout=None, stdin=None):
+        """Run ``argv`` (a list, or a function of the site giving one) on both sites, with the bytes
+        ``stdin`` on its standard input if given; both must exit ``rc`` and match the regular
+        expressions ``stdout``/``stderr`` (on that stream), and not ``not_stdout``; then the states
+        must agree."""
         self.steps += 1
         label = None
         for site in self.sites:
             words = argv(site) if callable(argv) else argv
-            label = label or "step %d: cvmfs_server %s" % (self.steps, " ".join(words))
-            output = site.run(words)
+            label = label or "step %d: cvmfs_server %s%s" % (self.steps, " ".join(words),
+                                                             "" if stdin is None else " <%d bytes" % len(stdin))
+            output = site.run(words, stdin=stdin)
             streams = {"stdout": site.normal(output.stdout), "stderr": site.normal(output.stderr)}
             problems = []
             if output.rc != rc:
@@ -355,7 +349,7 @@ def test_ingest(sites, cleanup):
     cleanup.append(repo)
     contract = Contract(sites, [repo])
     contract.step(["mkfs", "-o", "root", repo], 0)
-    tarballs = {"plain": tar_bytes({"bin/tool": b"hi\n"}), "gz": tar_bytes({"bin/tool": b"hi\n"}, "gz")}
+    tarballs = {"plain": tarball({"bin/tool": b"hi\n"}), "gz": tarball({"bin/tool": b"hi\n"}, "gz")}
     for kind, data in tarballs.items():
         sites[0].host.write("/var/tmp/%s.%s" % (repo, kind), data)  # outside the double's root: one copy serves both
     contract.published.extend([(repo, "app/1/bin/tool"), (repo, "app/2/bin/tool")])
@@ -369,6 +363,29 @@ def test_ingest(sites, cleanup):
     contract.step(["abort", "-f", repo], 0)
     contract.step(["ingest", "-d", "app/1", repo], 0)
     sites[0].host.sh('rm -f /var/tmp/"$1".*', repo)
+    contract.check()
+
+
+def test_ingest_from_stdin(sites, cleanup):
+    """``ingest -t -``: the tar on stdin (what the publish job pipes in, decompressed). Only plain
+    tar; an empty stdin is an empty archive; a tar that ends between two members is taken as
+    complete (the publish job must never close stdin early), one that ends inside a member is not."""
+    repo = unique()
+    cleanup.append(repo)
+    contract = Contract(sites, [repo])
+    contract.step(["mkfs", "-o", "root", repo], 0)
+    plain = tarball({"bin/tool": b"hi\n"})
+    two = tarball({"a/one": b"1" * 100000, "a/two": b"2" * 100000})
+    first_member = 512 + 100352  # header + data padded to 512-byte blocks
+    contract.published.extend([(repo, "app/1/bin/tool"), (repo, "app/2"), (repo, "app/3"), (repo, "app/4/a/one"),
+                               (repo, "app/4/a/two"), (repo, "app/5")])
+    contract.step(["ingest", "-t", "-", "-b", "app/1", repo], 0, stdin=plain)
+    contract.step(["ingest", "-t", "-", "-b", "app/2", repo], 1, stdin=tarball({"bin/tool": b"hi\n"}, "gz"),
+                  stderr=r"^Impossible to open the archive: Unrecognized archive format$")
+    contract.step(["ingest", "-t", "-", "-b", "app/3", repo], 0, stdin=b"")
+    contract.step(["ingest", "-t", "-", "-b", "app/4", repo], 0, stdin=two[:first_member])
+    contract.step(["ingest", "-t", "-", "-b", "app/5", repo], 1, stdin=two[:first_member + 50000],
+                  stderr=r"^ Truncated tar archive$")
     contract.check()
 
 

@@ -7,14 +7,13 @@ Skipped with one line only when no CernVM-FS package source exists. Each test cr
 with unique names and removes them again.
 """
 
-import io
-import tarfile
 import uuid
 
 import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_server as srv
 from tests.support.cvmfs_lab_host import skip_module_without_packages
+from tests.support.tarballs import tarball
 
 pytestmark = pytest.mark.cvmfs
 skip_module_without_packages()
@@ -23,16 +22,6 @@ skip_module_without_packages()
 def unique_name():
     return "sharedsw-%s.test.invalid" % uuid.uuid4().hex[:8]
 
-
-def tarball(members, compression=""):
-    """Bytes of a tar archive of ``{path: bytes}`` (``compression`` as tarfile spells it: "", "gz")."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:" + compression) as archive:
-        for path, data in members.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 @pytest.fixture

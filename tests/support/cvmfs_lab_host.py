@@ -14,7 +14,8 @@ mirror / upstream repository the roles would use), starts Apache and yields a :c
   runner on the host (module_utils shipped there as the package ``sharedsw_cvmfs``, the way the roles
   ship programs, and imported by the distribution's Python without Ansible) and raises the same
   error classes here;
-* ``host.cvmfs_server(*argv)`` runs ``cvmfs_server`` itself (stdin /dev/null, cwd /, ``LC_ALL=C``).
+* ``host.cvmfs_server(*argv, stdin=None)`` runs ``cvmfs_server`` itself (stdin /dev/null or the given
+  bytes, cwd /, ``LC_ALL=C``).
 
 The host also gets what the stratum-1 role gives a replica host before ``add-replica``:
 ``CVMFS_GEO_DB_FILE=NONE`` in /etc/cvmfs/server.local (without it, add-replica tries to download
@@ -150,12 +151,13 @@ class CvmfsLabHost:
             raise AssertionError("on %s: %s\n%r" % (self.name, script, output))
         return output
 
-    def cvmfs_server(self, *argv, env=None):
-        """``cvmfs_server *argv`` as our runner calls it: stdin /dev/null, cwd /, LC_ALL=C."""
+    def cvmfs_server(self, *argv, env=None, stdin=None):
+        """``cvmfs_server *argv`` as our runner calls it: stdin /dev/null (or the bytes ``stdin``), cwd /,
+        LC_ALL=C."""
         assignments = ["%s=%s" % (k, shlex.quote(v)) for k, v in sorted((env or {}).items())]
         command = " ".join(["cd / && exec env LC_ALL=C"] + assignments
-                           + ["cvmfs_server"] + [shlex.quote(a) for a in argv] + ["</dev/null"])
-        return self.sh(command, check=False)
+                           + ["cvmfs_server"] + [shlex.quote(a) for a in argv] + (["</dev/null"] if stdin is None else []))
+        return self.sh(command, check=False, stdin=stdin)
 
     def exists(self, path):
         return self.sh('test -e "$1"', path, check=False).rc == 0

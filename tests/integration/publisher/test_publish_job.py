@@ -105,9 +105,9 @@ class Site:
             env["CVMFS_DOUBLE_SIGNAL_PARENT"] = signal_parent
         return [sys.executable, "-m", "sharedsw_cvmfs._publish_job", "--config", str(path)] + list(extra_args), env
 
-    def run(self, fail=(), signal_parent=None, extra_args=(), **config):
+    def run(self, fail=(), signal_parent=None, extra_args=(), env=None, **config):
         self.config.update(config)
-        argv, env = self._command(extra_args, fail, signal_parent)
+        argv, env = self._command(extra_args, fail, signal_parent, **(env or {}))
         proc = subprocess.run(argv, env=env, capture_output=True, check=False, text=True, timeout=120, cwd="/")
         proc.log = proc.stdout + proc.stderr
         return proc
@@ -366,14 +366,18 @@ def test_publisher_sub_path_takes_a_lease_on_it(tmp_path, seaweedfs, package_dir
     assert site.tree(site.published()) == {"team-a/lib/x.so": b"x"}
 
 
-def _tarball(files):
+def _tarball(files, suffix="tar.gz"):
+    """A tarball of ``{path: bytes}`` compressed as its ``suffix`` says (``tar.zst`` by the zstd program)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as archive:
+    mode = {"tar.gz": "w:gz", "tgz": "w:gz", "tar.bz2": "w:bz2", "tar.xz": "w:xz"}.get(suffix, "w")
+    with tarfile.open(fileobj=buf, mode=mode) as archive:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o755 if name.startswith("bin/") else 0o644
             archive.addfile(info, io.BytesIO(data))
+    if suffix == "tar.zst":
+        return subprocess.run(["zstd", "-q", "-c"], input=buf.getvalue(), capture_output=True, check=True).stdout
     return buf.getvalue()
 
 
@@ -406,6 +410,91 @@ def test_failed_ingest_keeps_the_tarball(site):
     assert result.returncode == 1, result.log
     assert site.keys() == ["ingest/pkg.tar.gz"]
     assert "ingest" in result.log
+    assert_clean(site)
+
+
+def ingest_calls(site):
+    return [call for call in site.calls() if call["argv"][0] == "ingest"]
+
+
+@pytest.mark.parametrize("suffix", ["tar", "tar.gz", "tgz", "tar.bz2", "tar.xz", "tar.zst"])
+def test_each_kind_of_tarball_is_ingested(site, suffix):
+    """cvmfs_server ingest reads plain tar only (the double too): the job decompresses into its stdin."""
+    if suffix == "tar.zst" and not shutil.which("zstd"):
+        pytest.skip("the zstd program is not installed on this machine (Debian: apt-get install zstd)")
+    site.config["source"].update(ingest_prefix="ingest/", ingest_dir="sw", sync=False)
+    payload = os.urandom(2 * 1024 * 1024 + 1)  # more than one chunk and more than a pipe holds
+    site.put("ingest/pkg-1." + suffix, _tarball({"bin/tool": b"#!/bin/sh\n", "lib/payload": payload}, suffix))
+    result = site.run()
+    assert result.returncode == 0, result.log
+    assert site.tree(site.published()) == {"sw/pkg-1/bin/tool": b"#!/bin/sh\n", "sw/pkg-1/lib/payload": payload}
+    [call] = ingest_calls(site)
+    if suffix == "tar":  # a plain tar goes by its path, as before
+        assert call["argv"][1] == "-t" and call["argv"][2].endswith(".tar") and call["stdin_devnull"]
+    else:
+        assert call["argv"][1:3] == ["-t", "-"] and not call["stdin_devnull"]
+    assert call["argv"][3:] == ["-b", "sw/pkg-1", REPO]
+    assert site.keys() == [] and site.last_run()["ingested"] == ["ingest/pkg-1." + suffix]
+    assert_clean(site)
+
+
+def _truncated(data):
+    return data[:len(data) // 2]
+
+
+def _bad_checksum(data):
+    """The gzip trailer's CRC-32 inverted: only the end of the stream shows that the data is wrong."""
+    return data[:-8] + bytes(b ^ 0xFF for b in data[-8:-4]) + data[-4:]
+
+
+@pytest.mark.parametrize("suffix,compression,damage", [
+    ("tar.gz", "gzip", _truncated), ("tar.gz", "gzip", _bad_checksum), ("tar.xz", "xz", _truncated),
+    ("tar.zst", "zstd", _truncated)], ids=["gz-truncated", "gz-bad-checksum", "xz-truncated", "zst-truncated"])
+def test_corrupt_compressed_tarball_is_not_ingested_and_stays(site, suffix, compression, damage):
+    if suffix == "tar.zst" and not shutil.which("zstd"):
+        pytest.skip("the zstd program is not installed on this machine (Debian: apt-get install zstd)")
+    site.config["source"].update(ingest_prefix="ingest/", ingest_dir="sw", sync=False)
+    site.put("ingest/pkg." + suffix, damage(_tarball({"a": b"a", "b": os.urandom(300000), "c": b"c"}, suffix)))
+    result = site.run()
+    assert result.returncode == 1, result.log
+    message = site.last_run()["message"]
+    assert "s3://%s/ingest/pkg.%s is not a readable %s-compressed file" % (site.bucket, suffix, compression) in message
+    assert "stays in the bucket" in message and message in result.log
+    assert ingest_calls(site) == [], "cvmfs_server would have published what it read before the damage showed"
+    assert site.keys() == ["ingest/pkg." + suffix]
+    assert not site.published("sw", "pkg").exists()
+    assert_clean(site)
+
+
+def test_stop_signal_while_a_tarball_streams_in_kills_ingest_and_aborts(site):
+    """cvmfs_server publishes the tar it has read when its stdin ends; a stop mid-stream must kill it."""
+    site.config["source"].update(ingest_prefix="ingest/", ingest_dir="sw", sync=False)
+    for tree in (site.union, site.published):  # made by an earlier run: no transaction (and shield) before ingest
+        tree("sw").mkdir()
+    site.put("ingest/pkg.tar.gz", _tarball({"first": b"1", "big": os.urandom(4 * 1024 * 1024), "last": b"2"}))
+    result = site.run(signal_parent="ingest:reading")
+    assert result.returncode == 1, result.log
+    assert "stopped by signal %d" % signal.SIGTERM in site.last_run()["message"]
+    assert "stopped cvmfs_server ingest (killed it and all it started)" in result.log
+    assert "aborting the transaction it left open" in result.log
+    assert site.commands() == ["ingest", "abort"]
+    assert site.keys() == ["ingest/pkg.tar.gz"]
+    assert not site.published("sw", "pkg").exists()
+    assert_clean(site)
+
+
+def test_zstd_tarball_without_the_zstd_program_is_named_and_stays(site, tmp_path):
+    site.config["source"].update(ingest_prefix="ingest/", ingest_dir="sw", sync=False)
+    site.put("ingest/pkg.tar.zst", b"(zstd data)")
+    bin_dir = tmp_path / "bin"  # a PATH with python (for the double) and no zstd
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    result = site.run(env={"PATH": str(bin_dir)})
+    assert result.returncode == 1, result.log
+    message = site.last_run()["message"]
+    assert "s3://%s/ingest/pkg.tar.zst is zstd-compressed" % site.bucket in message
+    assert "install the package zstd" in message and "stays in the bucket" in message
+    assert ingest_calls(site) == [] and site.keys() == ["ingest/pkg.tar.zst"]
     assert_clean(site)
 
 
