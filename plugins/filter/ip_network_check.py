@@ -17,10 +17,11 @@ description:
     C(address/netmask); host bits may be set) and sorts out those a squid access list must not hold.
   - O(_input) entries that C(ipaddress) cannot read are returned under C(invalid).
   - An entry is C(wide) when its prefix length, compared as a number (so C(/01) is C(/1)), is shorter
-    than O(ipv4_min_prefix) (IPv4) or O(ipv6_min_prefix) (IPv6); when it is C(all) or an unspecified
-    address (C(0.0.0.0), C(::)); or when it is an IPv6 range that reaches into the IPv4-mapped range
-    C(::ffff:0:0/96) with an IPv4 part wider than O(ipv4_min_prefix). squid keeps IPv4 clients as
-    IPv4-mapped IPv6 addresses, so C(::ffff:0:0/96) and C(::/64) both match every IPv4 client.
+    than O(ipv4_min_prefix) (IPv4) or O(ipv6_min_prefix) (IPv6), or when it is C(all) or an unspecified
+    address (C(0.0.0.0), C(::)).
+  - squid keeps IPv4 clients as IPv4-mapped IPv6 addresses, so a range inside C(::ffff:0:0/96) is judged
+    as the IPv4 range it maps (C(::ffff:0:0/96) is C(0.0.0.0/0)), and an IPv6 range that holds all of
+    C(::ffff:0:0/96) (such as C(::/64)) is wide: it matches every IPv4 client.
   - The check is per entry; several narrower entries that together cover much (C(0.0.0.0/1) and
     C(128.0.0.0/1) with a minimum of 8) are each wide on their own.
 options:
