@@ -21,9 +21,9 @@ description:
     address (C(0.0.0.0), C(::)).
   - squid keeps IPv4 clients as IPv4-mapped IPv6 addresses, so a range inside C(::ffff:0:0/96) is judged
     as the IPv4 range it maps (C(::ffff:0:0/96) is C(0.0.0.0/0)), and an IPv6 range that holds all of
-    C(::ffff:0:0/96) (such as C(::/64)) is wide: it matches every IPv4 client.
-  - The check is per entry; several narrower entries that together cover much (C(0.0.0.0/1) and
-    C(128.0.0.0/1) with a minimum of 8) are each wide on their own.
+    C(::ffff:0:0/96) (such as C(::/64)) is wide, as it matches every IPv4 client.
+  - The check is per entry. C(0.0.0.0/1) and C(128.0.0.0/1), which together are everyone, are each
+    wide; entries that each respect the minimum are accepted even where together they cover much.
 options:
   _input:
     description: Addresses or networks, as strings.

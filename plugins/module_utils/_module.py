@@ -38,7 +38,7 @@ class CvmfsModule:
     module_kwargs = {}
 
     def __init__(self):
-        secrets = self.secret_values(_load_params())
+        secrets = self.secret_values(_load_params() or {})  # None where ansible-test introspects the module
         module_no_log = self.module_kwargs.get("no_log", False)
         kwargs = dict(self.module_kwargs, no_log=module_no_log or bool(secrets))
         self.ansible = AnsibleModule(argument_spec=self.argument_spec, **kwargs)

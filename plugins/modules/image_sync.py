@@ -19,8 +19,8 @@ description:
     C(path) under C(/cvmfs) per image) and verifies its detached Ed25519 signature with the endorser's
     public key B(before) reading anything from it. An unsigned, tampered, expired or wrongly attributed
     list is refused with a message saying which.
-  - A list must say when it was C(issued), and must end: at its C(expires), or O(max_age_days) after it
-    was issued (the earlier of the two when both apply). A list without either is refused: it would stay
+  - A list must say when it was C(issued), and must end, at its C(expires) or O(max_age_days) after it
+    was issued (the earlier of the two when both apply). A list without either is refused, as it would stay
     valid forever.
   - Refuses a list issued before the list last accepted (a replayed old list could bring back images the
     endorser withdrew). The synchronised images record the C(issued) time of their list in the property
