@@ -85,9 +85,9 @@ def sign(args):
 def verify(args):
     signature = args.signature or args.list + _images.SIGNATURE_SUFFIX
     parsed = _images.load_verified_list(args.list, signature, args.public_key, args.endorser)
-    print("OK: %s is signed by %s (key %s), %d images%s"
+    print("OK: %s is signed by %s (key %s), %d images, issued %s, expires %s"
           % (args.list, args.endorser, _images.public_key_fingerprint(_read(args.public_key)), len(parsed.images),
-             (", expires %s" % parsed.expires.isoformat()) if parsed.expires else ""))
+             parsed.issued.isoformat(), parsed.expires.isoformat()))
 
 
 def fingerprint(args):

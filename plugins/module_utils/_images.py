@@ -13,8 +13,15 @@ its exact bytes: Ed25519 (RFC 8032) over the file as it is, no canonicalisation,
 signature stored base64-encoded on one line in ``<list>.sig`` (the raw 64 bytes are accepted too,
 as ``openssl pkeyutl -sign -rawin`` writes them). The endorser's public key is a PEM
 ``SubjectPublicKeyInfo`` file. A site verifies the signature *before* parsing the list, refuses a
-list that names another endorser than the key was configured for, or that has expired, and then
-takes from it only the images its own *approved* list names.
+list that names another endorser than the key was configured for, that has expired, or that was
+issued before the list it last accepted, and then takes from it only the images its own *approved*
+list names.
+
+Every list says when it was ``issued`` and must end: at its ``expires``, or (when the site sets a
+maximum age) at ``issued`` + maximum age, whichever comes first. A signed list never stays valid
+forever. The images a site synchronised record the ``issued`` of their list in the property
+``endorsed_list_issued``; a list issued before the newest such record is refused (a replayed old
+list could bring back images the endorser has withdrawn).
 
 Each image is streamed from its source (an http(s) URL, or a file under ``/cvmfs``) while its size
 and SHA-256 are checked, never held whole in memory, and uploaded to Glance only when it matched.
@@ -83,7 +90,8 @@ PROP_ENDORSER = "endorser"
 PROP_NAME = "endorsed_name"
 PROP_VERSION = "endorsed_version"
 PROP_SHA256 = "endorsed_sha256"
-MANAGED_PROPERTIES = (PROP_ENDORSER, PROP_NAME, PROP_VERSION, PROP_SHA256)
+PROP_LIST_ISSUED = "endorsed_list_issued"
+MANAGED_PROPERTIES = (PROP_ENDORSER, PROP_NAME, PROP_VERSION, PROP_SHA256, PROP_LIST_ISSUED)
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 CONTAINER_FORMATS = ("bare", "ovf", "ova", "aki", "ari", "ami", "docker", "compressed")
@@ -98,7 +106,9 @@ VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 PROPERTY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_:.-]{0,254}$")
 ENTRY_KEYS = ("container_format", "disk_format", "name", "path", "properties", "sha256", "size", "url", "version")
-LIST_KEYS = ("endorser", "expires", "format", "images")
+LIST_KEYS = ("endorser", "expires", "format", "images", "issued")
+# How far ahead of this host's clock a list's "issued" may be (clock skew, not a list from the future).
+ISSUED_SKEW = datetime.timedelta(minutes=5)
 INCOMPLETE = ("queued", "killed")
 _UTC = datetime.timezone.utc
 BUSY = ("saving", "uploading", "importing")
@@ -226,9 +236,13 @@ class ImageEntry:
 
 
 class ImageList:
-    def __init__(self, endorser, images, expires=None, sha256=None):
+    """A parsed list; ``expires`` is when it stops being valid here (its own expiry or ``issued`` +
+    the site's maximum age, the earlier)."""
+
+    def __init__(self, endorser, images, issued, expires, sha256=None):
         self.endorser = endorser
         self.images = images
+        self.issued = issued
         self.expires = expires
         self.sha256 = sha256
 
@@ -302,8 +316,36 @@ def _entry(raw, index):
                       disk_format=disk_format, container_format=container_format, properties=properties)
 
 
-def parse_image_list(data, endorser, now=None):
-    """Parse and check a *verified* image list (bytes). ``endorser`` is who the key belongs to."""
+def _lifetime(raw, endorser, now, max_age):
+    """``(issued, end of validity)`` of a raw list, or :class:`CvmfsError` if it is not valid at ``now``."""
+    if raw.get("issued") is None:
+        raise CvmfsError("the image list of %s has no issued (when the endorser signed it, e.g. issued: "
+                         "2026-11-20T12:00:00Z); without it an older list cannot be told from a newer one; ask "
+                         "the endorser for a list that says when it was issued" % endorser)
+    issued = _timestamp(raw["issued"], "issued")
+    if issued > now + ISSUED_SKEW:
+        raise CvmfsError("the image list of %s says it was issued at %s, after now (%s); check the clocks of the "
+                         "endorser and of this host" % (endorser, issued.isoformat(), now.isoformat()))
+    ends = []
+    if raw.get("expires") is not None:
+        ends.append((_timestamp(raw["expires"], "expires"), "expired at %s"))
+    if max_age is not None:
+        too_old = "issued at %s is older than max_age (%s, since %%s)" % (issued.isoformat(), max_age)
+        ends.append((issued + max_age, too_old))
+    if not ends:
+        raise CvmfsError("the image list of %s has no expires: it would stay valid forever; ask the endorser to sign "
+                         "lists with an expiry, or set max_age_days to accept lists only so many days after they "
+                         "were issued" % endorser)
+    end, why = min(ends, key=lambda item: item[0])
+    if end <= now:
+        raise CvmfsError("the image list of %s %s; ask the endorser for a fresh list (an old list could bring back "
+                         "images the endorser has withdrawn)" % (endorser, why % end.isoformat()))
+    return issued, end
+
+
+def parse_image_list(data, endorser, now=None, max_age=None):
+    """Parse and check a *verified* image list (bytes). ``endorser`` is who the key belongs to;
+    ``max_age`` (a timedelta), if given, ends the list's validity that long after it was issued."""
     if not HAS_YAML:
         raise CvmfsError("the Python library PyYAML is needed to read image lists; install PyYAML")
     try:
@@ -320,13 +362,7 @@ def parse_image_list(data, endorser, now=None):
     if raw.get("endorser") != endorser:
         raise CvmfsError("the image list is signed with the key of endorser %s but says it is from %r; refusing it"
                          % (endorser, raw.get("endorser")))
-    expires = None
-    if raw.get("expires") is not None:
-        expires = _timestamp(raw["expires"], "expires")
-        now = now or datetime.datetime.now(_UTC)
-        if expires <= now:
-            raise CvmfsError("the image list of %s expired at %s; ask the endorser for a fresh list (an old list "
-                             "could bring back images the endorser has withdrawn)" % (endorser, expires.isoformat()))
+    issued, expires = _lifetime(raw, endorser, now or datetime.datetime.now(_UTC), max_age)
     images = raw.get("images")
     if images is None:
         images = []
@@ -338,7 +374,7 @@ def parse_image_list(data, endorser, now=None):
         if entry.key in seen:
             raise CvmfsError("image %s version %s appears twice in the image list" % entry.key)
         seen.add(entry.key)
-    return ImageList(endorser, entries, expires=expires, sha256=hashlib.sha256(data).hexdigest())
+    return ImageList(endorser, entries, issued, expires, sha256=hashlib.sha256(data).hexdigest())
 
 
 def _read(path, what):
@@ -349,14 +385,14 @@ def _read(path, what):
         raise CvmfsError("cannot read the %s %s: %s" % (what, path, error))
 
 
-def load_verified_list(list_path, signature_path, public_key_path, endorser, now=None):
+def load_verified_list(list_path, signature_path, public_key_path, endorser, now=None, max_age=None):
     """Read, verify (before anything is parsed), then parse an image list from files."""
     data = _read(list_path, "image list")
     if not os.path.exists(signature_path):
         raise CvmfsError("the image list %s is not signed: %s does not exist; refusing it" % (list_path, signature_path))
     signature = _read(signature_path, "signature")
     verify(data, signature, _read(public_key_path, "endorser public key"))
-    return parse_image_list(data, endorser, now=now)
+    return parse_image_list(data, endorser, now=now, max_age=max_age)
 
 
 # --------------------------------------------------------------------------- site approval
@@ -518,12 +554,16 @@ def glance_name(entry, template):
 class GlanceImages:
     """The images one endorser manages in one project's Glance, and how to bring them to a wanted set."""
 
-    def __init__(self, conn, endorser, name_template="{name}-{version}", visibility="private", retries=3):
+    def __init__(self, conn, endorser, name_template="{name}-{version}", visibility="private", retries=3,
+                 list_issued=None):
+        """``list_issued``: when the list the wanted entries come from was issued (an aware datetime);
+        recorded on the images, and :meth:`plan` refuses a list issued before the newest record."""
         self.conn = conn
         self.retries = retries
         self.endorser = endorser
         self.name_template = name_template
         self.visibility = visibility
+        self.list_issued = list_issued.astimezone(_UTC).isoformat() if list_issued else None
         self._managed = None
 
     # ---------------------------------------------------------------- reading
@@ -570,6 +610,8 @@ class GlanceImages:
         """Attributes of a good image that differ from what the entry and options want."""
         wanted = {"name": glance_name(entry, self.name_template), "visibility": self.visibility}
         wanted.update(entry.properties)
+        if self.list_issued:
+            wanted[PROP_LIST_ISSUED] = self.list_issued
         current = dict(image["properties"], name=image["name"], visibility=image["visibility"])
         return dict((k, v) for k, v in sorted(wanted.items()) if current.get(k) != v)
 
@@ -581,6 +623,7 @@ class GlanceImages:
         ``reason``, and ``entry`` (internal; removed from module results).
         """
         managed = self.managed()
+        self._refuse_an_older_list(managed)
         uploads, updates, reactivations, retirements = [], [], [], []
         kept = set()
         for entry in wanted:
@@ -621,6 +664,25 @@ class GlanceImages:
         retirements.sort(key=lambda a: (a["glance_name"] or "", a["id"]))
         return uploads + reactivations + updates + retirements
 
+    def _refuse_an_older_list(self, managed):
+        if not self.list_issued:
+            return
+        recorded = []
+        for image in managed:
+            value = image["properties"].get(PROP_LIST_ISSUED)
+            if value:
+                recorded.append((_timestamp(value, "property %s of Glance image %s" % (PROP_LIST_ISSUED, image["id"])),
+                                 image["name"]))
+        if not recorded:
+            return
+        newest = max(when for when, _name in recorded)
+        if _timestamp(self.list_issued, "issued") < newest:
+            names = sorted(set(name for when, name in recorded if when == newest))
+            raise CvmfsError("the image list of %s was issued at %s, before the list last accepted here (issued at %s, "
+                             "recorded on Glance image(s) %s): an older list is refused, it could bring back images "
+                             "the endorser has withdrawn; get the endorser's current list"
+                             % (self.endorser, self.list_issued, newest.isoformat(), ", ".join(names)))
+
     @staticmethod
     def _action(kind, entry, image, reason):
         return {"action": kind, "name": image["endorsed_name"] if entry is None else entry.name,
@@ -660,6 +722,8 @@ class GlanceImages:
             properties = dict(entry.properties)
             properties.update({PROP_ENDORSER: self.endorser, PROP_NAME: entry.name, PROP_VERSION: entry.version,
                                PROP_SHA256: entry.sha256})
+            if self.list_issued:
+                properties[PROP_LIST_ISSUED] = self.list_issued
             with sdk_errors("upload image %s %s to Glance" % (entry.name, entry.version)):
                 image = self.conn.image.create_image(
                     name, filename=verified.path, md5=verified.digests["md5"], sha256=verified.digests["sha256"],

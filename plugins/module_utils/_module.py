@@ -8,7 +8,8 @@ Internal to sharedsw.cvmfs; may change in any release.
 * :class:`CvmfsModule`, the base of every module: a subclass with ``argument_spec``,
   ``module_kwargs`` and ``run()``; ``main()`` is ``ThatModule()()``. ``run()`` fills
   ``self.results`` (``changed`` starts False) and raises :class:`CvmfsError` for anything the user
-  must fix; the base turns it into ``fail_json``.
+  must fix; the base turns it into ``fail_json``. :meth:`CvmfsModule.secret_values` names values
+  that must stay out of the logged invocation and the results although their option is not no_log.
 * :class:`CvmfsServerModule`, the base of the modules that drive ``cvmfs_server`` on one repository
   or replica (``repository``, ``replica``, ``transaction``): it owns their ``run()`` (name check,
   runner, state read, command results, diff) and the file helpers two of them share; a subclass
@@ -22,7 +23,7 @@ __metaclass__ = type
 import os
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, _load_params
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
@@ -37,7 +38,17 @@ class CvmfsModule:
     module_kwargs = {}
 
     def __init__(self):
-        self.ansible = AnsibleModule(argument_spec=self.argument_spec, **self.module_kwargs)
+        secrets = self.secret_values(_load_params() or {})  # None where ansible-test introspects the module
+        module_no_log = self.module_kwargs.get("no_log", False)
+        kwargs = dict(self.module_kwargs, no_log=module_no_log or bool(secrets))
+        self.ansible = AnsibleModule(argument_spec=self.argument_spec, **kwargs)
+        if secrets:
+            # AnsibleModule logs the invocation before any module code runs: hold that back (no_log
+            # above) until the secrets are among the values it removes, then log it.
+            self.ansible.no_log_values.update(secrets)
+            self.ansible.no_log = module_no_log
+            if not module_no_log:
+                self.ansible._log_invocation()
         self.params = self.ansible.params
         self.check_mode = self.ansible.check_mode
         self.diff_mode = self.ansible._diff
@@ -45,6 +56,12 @@ class CvmfsModule:
 
     def run(self):
         raise NotImplementedError
+
+    @classmethod
+    def secret_values(cls, raw_params):
+        """Values of ``raw_params`` (the module arguments as given, not yet validated) that must be
+        masked in the logged invocation and in the results, although their option is not no_log."""
+        return set()
 
     def __call__(self):
         try:

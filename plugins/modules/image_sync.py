@@ -19,12 +19,18 @@ description:
     C(path) under C(/cvmfs) per image) and verifies its detached Ed25519 signature with the endorser's
     public key B(before) reading anything from it. An unsigned, tampered, expired or wrongly attributed
     list is refused with a message saying which.
+  - A list must say when it was C(issued), and must end, at its C(expires) or O(max_age_days) after it
+    was issued (the earlier of the two when both apply). A list without either is refused, as it would stay
+    valid forever.
+  - Refuses a list issued before the list last accepted (a replayed old list could bring back images the
+    endorser withdrew). The synchronised images record the C(issued) time of their list in the property
+    C(endorsed_list_issued); the newest record counts.
   - Of the endorsed images, takes those the site approved (O(approved)). Each one that is missing in
     Glance, or there with another size or SHA-256, is streamed from its source while its size and
     SHA-256 are checked (never held whole in memory), and uploaded only if both match. Glance's
     checksum and hash of the stored image are compared with the bytes sent; a damaged upload is deleted.
-  - Uploaded images carry the properties C(endorser), C(endorsed_name), C(endorsed_version) and
-    C(endorsed_sha256), plus the endorser's C(properties) of the entry.
+  - Uploaded images carry the properties C(endorser), C(endorsed_name), C(endorsed_version),
+    C(endorsed_sha256) and C(endorsed_list_issued), plus the endorser's C(properties) of the entry.
   - Images of this endorser in the project that are no longer endorsed and approved, or that an upload
     replaced, are deactivated (running servers keep working, new ones cannot boot them); incomplete
     uploads (status C(queued) or C(killed)) are deleted. Deactivated images endorsed and approved
@@ -74,6 +80,11 @@ options:
     description: Path of the image list on the host the module runs on.
     type: path
     required: true
+  max_age_days:
+    description:
+      - Accept a list only for this many days after it was C(issued). Needed for lists without C(expires);
+        with C(expires) the earlier end counts.
+    type: int
   name_template:
     description:
       - Name of an uploaded image in Glance; C({name}) and C({version}) are replaced by the entry's.
@@ -169,7 +180,7 @@ endorser:
   type: str
   sample: images.example.org
 expires:
-  description: When the image list expires (ISO 8601), or V(null) if it does not say.
+  description: When the image list stops being valid here (ISO 8601) - its C(expires), or C(issued) plus O(max_age_days).
   returned: always
   type: str
   sample: "2026-12-31T00:00:00+00:00"
@@ -187,6 +198,11 @@ images:
       size: 2147483648
       glance_id: 6f2e0c53-1d5b-4c8e-9a57-0b1d1f3e2a10
       glance_name: cvmfs-client-debian12-2026.11
+issued:
+  description: When the endorser issued the image list (ISO 8601).
+  returned: always
+  type: str
+  sample: "2026-11-20T12:00:00+00:00"
 list_sha256:
   description: SHA-256 of the image list file that was verified, for the record.
   returned: always
@@ -202,9 +218,11 @@ not_endorsed:
       version: null
 """
 
+import datetime
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._images import (
     CRYPTOGRAPHY_IMP_ERR,
     HAS_CRYPTOGRAPHY,
@@ -239,6 +257,7 @@ class ImageSyncModule(CvmfsModule):
         download_dir=dict(type="path"),
         endorser=dict(type="str", required=True),
         image_list=dict(type="path", required=True),
+        max_age_days=dict(type="int"),
         name_template=dict(type="str", default="{name}-{version}"),
         public_key=dict(type="path", required=True),
         retries=dict(type="int", default=3),
@@ -257,13 +276,17 @@ class ImageSyncModule(CvmfsModule):
             if not present:
                 self.ansible.fail_json(msg=missing_required_lib(lib), exception=error)
         params = self.params
+        if params["max_age_days"] is not None and params["max_age_days"] <= 0:
+            raise CvmfsError("max_age_days must be a number of days above 0, got %d" % params["max_age_days"])
+        max_age = datetime.timedelta(days=params["max_age_days"]) if params["max_age_days"] else None
         signature = params["signature"] or params["image_list"] + SIGNATURE_SUFFIX
-        image_list = load_verified_list(params["image_list"], signature, params["public_key"], params["endorser"])
+        image_list = load_verified_list(params["image_list"], signature, params["public_key"], params["endorser"],
+                                        max_age=max_age)
         wanted, not_endorsed = select(image_list, params["approved"])
         for entry in wanted:
             glance_name(entry, params["name_template"])
         self.results.update(endorser=image_list.endorser, list_sha256=image_list.sha256,
-                            expires=image_list.expires.isoformat() if image_list.expires else None,
+                            issued=image_list.issued.isoformat(), expires=image_list.expires.isoformat(),
                             not_endorsed=not_endorsed)
         for item in not_endorsed:
             self.ansible.warn("approved image %s%s is not in the image list of %s; nothing to do for it"
@@ -273,7 +296,7 @@ class ImageSyncModule(CvmfsModule):
         conn = connect(params["cloud"], params["region_name"], params["api_timeout"])
         try:
             glance = GlanceImages(conn, params["endorser"], params["name_template"], params["visibility"],
-                                  retries=params["retries"])
+                                  retries=params["retries"], list_issued=image_list.issued)
             before = self._statuses(glance.managed())
             actions = glance.plan(wanted)
             if not self.check_mode and actions:

@@ -53,7 +53,8 @@ options:
       - Remote mode. HTTP proxy for all requests, for example V(http://squid.example.org:3128).
       - V(DIRECT) connects directly and ignores proxy environment variables. Without this option the
         C(http_proxy)/C(https_proxy)/C(no_proxy) environment variables of the module apply.
-      - Credentials in the proxy URL are replaced by C(***) in error messages.
+      - Credentials in the proxy URL (C(http://user:password@host:port)) are replaced by C(***) in error
+        messages and masked in the logged invocation and the results.
     type: str
   public_keys:
     description:
@@ -61,6 +62,7 @@ options:
         C(<repository>.pub). Any of them may have signed the whitelist.
       - Each item is a path to a key file, a path to a directory whose C(*.pub) files are all used (as the
         client's C(CVMFS_KEYS_DIR)), or the PEM text itself.
+      - A private key given here by mistake is refused, and masked in the logged invocation and the results.
     type: list
     elements: str
   read_root_catalog:
@@ -487,7 +489,10 @@ whitelist_expires:
 
 import time
 
+from urllib.parse import urlsplit
+
 from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.six import string_types
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_format import (
@@ -529,6 +534,23 @@ class RepositoryInfo(CvmfsModule):
         required_by=dict(url=["public_keys"]),
     )
 
+    @classmethod
+    def secret_values(cls, raw_params):
+        """A private key pasted into public_keys by mistake, and the credentials of a proxy URL."""
+        keys = raw_params.get("public_keys") or []
+        keys = [keys] if isinstance(keys, string_types) else keys
+        secrets = set()
+        for key in keys:
+            if isinstance(key, string_types) and "PRIVATE KEY" in key:
+                # the log shows the list with its line breaks escaped: mask each line of the key too
+                secrets.add(key)
+                secrets.update(line.strip() for line in key.splitlines() if line.strip() and "-----" not in line)
+        proxy = raw_params.get("proxy")
+        parts = urlsplit(proxy) if isinstance(proxy, string_types) else None
+        if parts and parts.password:
+            secrets.update((parts.password, parts.netloc.rpartition("@")[0]))
+        return secrets
+
     def run(self):
         if self.params["url"]:
             self.remote()
@@ -558,10 +580,6 @@ class RepositoryInfo(CvmfsModule):
             raise CvmfsError("reference_time: %s" % exc)
         if now is None:
             now = utc_datetime(time.time())
-        for value in self.params["public_keys"]:
-            if "PRIVATE KEY" in value:
-                # a private key pasted by mistake must not come back in the result's invocation
-                self.ansible.no_log_values.add(value)
         keys = load_public_keys(read_public_key_sources(self.params["public_keys"]))
         fetcher = HttpFetcher(proxy=self.params["proxy"], timeout=self.params["timeout"],
                               ca_file=self.params["ca_file"], validate_certs=self.params["validate_certs"],

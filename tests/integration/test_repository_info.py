@@ -209,6 +209,18 @@ def test_through_squid(run_module, served, args, squid_factory, cvmfs_repo):
         assert url + "/.cvmfswhitelist" in log
 
 
+def test_proxy_credentials_stay_out_of_the_result(run_module, served, args, squid_factory):
+    """squid (no proxy authentication configured) serves the request; the password given in the
+    proxy URL is masked in the returned invocation."""
+    squid = squid_factory()
+    proxy = squid.url.replace("http://", "http://reader:squid-pass-%d@" % os.getpid())
+    result = run(run_module, args, url=served["s0"], proxy=proxy)
+    assert not result.failed, result.get("msg")
+    assert squid.access_log(wait_for="/.cvmfspublished")
+    assert "squid-pass-" not in json.dumps(result)
+    assert result["invocation"]["module_args"]["proxy"].endswith("@" + squid.url[len("http://"):])
+
+
 def test_proxy_refuses(run_module, served, args, squid_factory):
     squid = squid_factory(allowed_dst=("192.0.2.1",))  # TEST-NET-1: our apache is not allowed
     result = run(run_module, args, url=served["s0"], proxy=squid.url)

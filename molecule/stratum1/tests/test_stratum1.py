@@ -35,7 +35,7 @@ def test_served_with_cvmfs_headers_directly_and_through_squid(s1):
 
 def test_geoapi_is_off_without_a_maxmind_account(s1):
     server_local = s1.file("/etc/cvmfs/server.local")
-    assert server_local.mode == 0o600 and "CVMFS_GEO_DB_FILE=NONE" in server_local.content_string
+    assert server_local.user == "root" and server_local.mode == 0o640 and "CVMFS_GEO_DB_FILE=NONE" in server_local.content_string
 
 
 @pytest.mark.parametrize("timer", ["sharedsw-cvmfs-snapshot.timer", "sharedsw-cvmfs-replica-gc.timer",

@@ -2,6 +2,7 @@
 module and the distribute_images playbook run for real, Glance being the OpenStack API TEST DOUBLE
 (tests/openstack_double) -- there is no real Glance in the harness."""
 
+import datetime
 import hashlib
 import os
 import pathlib
@@ -49,9 +50,10 @@ class Endorser:
         self.entries.append(raw)
         return raw
 
-    def publish_list(self, entries=None, sign=True):
-        data = yaml.safe_dump({"format": 1, "endorser": ENDORSER, "expires": "2099-01-01T00:00:00Z",
-                               "images": self.entries if entries is None else entries}, sort_keys=False).encode()
+    def publish_list(self, entries=None, sign=True, issued="2026-01-01T00:00:00Z", expires="2099-01-01T00:00:00Z"):
+        raw = {"format": 1, "endorser": ENDORSER, "issued": issued, "expires": expires,
+               "images": self.entries if entries is None else entries}
+        data = yaml.safe_dump(dict((k, v) for k, v in raw.items() if v is not None), sort_keys=False).encode()
         (self.www / "images.yml").write_bytes(data)
         signature = self.www / "images.yml.sig"
         if signature.exists():
@@ -73,7 +75,8 @@ def endorser(tmp_path, apache):
 
 
 def entry_of(raw):
-    return images.parse_image_list(yaml.safe_dump({"format": 1, "endorser": ENDORSER, "images": [raw]}).encode(),
+    return images.parse_image_list(yaml.safe_dump({"format": 1, "endorser": ENDORSER, "issued": "2026-01-01",
+                                                   "expires": "2099-01-01", "images": [raw]}).encode(),
                                    ENDORSER).images[0]
 
 
@@ -189,6 +192,59 @@ def test_image_sync_refuses_bad_lists_and_leaves_glance_alone(endorser, openstac
     assert result.failed and message in result["msg"], result
     assert openstack_double.images and glance_state(openstack_double) == []
     assert not [m for m, _p in openstack_double.requests if m != "GET" and not _p.startswith("/identity")]
+
+
+def test_image_sync_refuses_a_replayed_older_list(endorser, openstack_double, run_module):
+    """The endorser withdraws an image with a newer list; its older list, still signed and unexpired,
+    is then offered again: refused, and Glance stays as the newer list left it."""
+    endorser.web_image("client", "1", b"c" * 100)
+    endorser.web_image("bad", "1", b"b" * 100)
+    approved = [{"name": "client"}, {"name": "bad"}]
+    old_list = endorser.publish_list(issued="2026-03-01T00:00:00Z")
+    old_bytes = (open(old_list, "rb").read(), open(old_list + ".sig", "rb").read())
+    assert not run_module("image_sync", module_args(endorser, openstack_double, old_list, approved)).failed
+    withdrawn = endorser.publish_list(entries=[e for e in endorser.entries if e["name"] != "bad"],
+                                      issued="2026-04-01T00:00:00Z")
+    newer = run_module("image_sync", module_args(endorser, openstack_double, withdrawn, approved))
+    assert not newer.failed, newer.get("msg")
+    assert newer["issued"] == "2026-04-01T00:00:00+00:00"
+    assert glance_state(openstack_double) == [("bad-1", "deactivated"), ("client-1", "active")]
+
+    with open(old_list, "wb") as handle:
+        handle.write(old_bytes[0])
+    with open(old_list + ".sig", "wb") as handle:
+        handle.write(old_bytes[1])
+    replay = run_module("image_sync", module_args(endorser, openstack_double, old_list, approved))
+    assert replay.failed
+    assert ("issued at 2026-03-01T00:00:00+00:00, before the list last accepted here (issued at "
+            "2026-04-01T00:00:00+00:00") in replay["msg"], replay["msg"]
+    assert glance_state(openstack_double) == [("bad-1", "deactivated"), ("client-1", "active")]
+
+
+@pytest.mark.parametrize("lifetime, max_age_days, message", [
+    ({"expires": None}, None, "has no expires: it would stay valid forever"),
+    ({"issued": None}, None, "has no issued"),
+    ({"expires": None, "issued": "2026-01-01T00:00:00Z"}, 30, "is older than max_age (30 days"),
+])
+def test_image_sync_refuses_lists_without_a_limited_lifetime(endorser, openstack_double, run_module, lifetime,
+                                                             max_age_days, message):
+    endorser.web_image("client", "1", b"c" * 100)
+    list_path = endorser.publish_list(**lifetime)
+    extra = {"max_age_days": max_age_days} if max_age_days else {}
+    result = run_module("image_sync", module_args(endorser, openstack_double, list_path, [{"name": "client"}], **extra))
+    assert result.failed and message in result["msg"], result
+    assert glance_state(openstack_double) == []
+
+
+def test_image_sync_accepts_a_list_without_expiry_within_max_age(endorser, openstack_double, run_module):
+    endorser.web_image("client", "1", b"c" * 100)
+    issued = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) - datetime.timedelta(days=1)
+    list_path = endorser.publish_list(expires=None, issued=issued.isoformat())
+    result = run_module("image_sync", module_args(endorser, openstack_double, list_path, [{"name": "client"}],
+                                                  max_age_days=7))
+    assert not result.failed, result.get("msg")
+    assert result["expires"] == (issued + datetime.timedelta(days=7)).isoformat()
+    assert glance_state(openstack_double) == [("client-1", "active")]
 
 
 # --------------------------------------------------------------------------- the playbook

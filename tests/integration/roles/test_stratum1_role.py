@@ -221,7 +221,7 @@ def test_geoapi_account_in_server_local_and_never_in_the_output(site):
     server_local = host.path("etc/cvmfs/server.local")
     assert host.read("etc/cvmfs/server.local").splitlines()[-2:] == [
         "CVMFS_GEO_ACCOUNT_ID=123456", "CVMFS_GEO_LICENSE_KEY=%s" % GEO_KEY]
-    assert stat.S_IMODE(os.stat(server_local).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(server_local).st_mode) == 0o640 and os.stat(server_local).st_uid == 0
     for result in (site["first"], site["second"], site["check"]):
         assert GEO_KEY not in result.output
 

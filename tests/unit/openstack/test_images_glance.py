@@ -2,6 +2,7 @@
 the OpenStack API TEST DOUBLE (tests/openstack_double), not a real Glance. Sources are files under a
 scratch /cvmfs root; downloads over HTTP are tested against the real apache in tests/integration."""
 
+import datetime
 import hashlib
 import os
 
@@ -149,3 +150,35 @@ def test_a_source_that_does_not_match_is_never_uploaded(site):
         site.sync([client])
     assert site.state() == []
     assert not [m for m, p in site.double.requests if m == "POST" and p.startswith("/image")]
+
+
+def _issued(day):
+    return datetime.datetime(2026, 11, day, tzinfo=datetime.timezone.utc)
+
+
+def test_a_list_older_than_the_last_accepted_is_refused(site):
+    """Replay: the images record when the list they were synchronised from was issued; a list
+    issued before that (an old, still valid, signed list) is refused before anything changes."""
+    client = site.entry("client", "1", b"c" * 100)
+    assert site.sync([client], list_issued=_issued(20)) == [("upload", "client-1")]
+    (stored,) = [i for i in site.double.images.values() if i.get("endorser")]
+    assert stored[images.PROP_LIST_ISSUED] == "2026-11-20T00:00:00+00:00"
+    withdrawn_again = site.entry("old", "1", b"o" * 100)
+    with pytest.raises(CvmfsError, match="issued at 2026-11-10T00:00:00\\+00:00, before the list last accepted "
+                                         "here \\(issued at 2026-11-20T00:00:00\\+00:00"):
+        site.glance(list_issued=_issued(10)).plan([client, withdrawn_again])
+    assert site.state() == [("client-1", "active")]
+    # the same list again changes nothing; a newer one moves the record forward on the images it keeps
+    assert site.sync([client], list_issued=_issued(20)) == []
+    assert site.sync([client], list_issued=_issued(22)) == [("update", "client-1")]
+    with pytest.raises(CvmfsError, match="before the list last accepted here"):
+        site.glance(list_issued=_issued(20)).plan([client])
+
+
+def test_the_newest_record_counts_also_on_deactivated_images(site):
+    old, new = site.entry("client", "1", b"a" * 40), site.entry("client", "2", b"b" * 40)
+    site.sync([old], list_issued=_issued(5))
+    assert site.sync([new], list_issued=_issued(15)) == [("upload", "client-2"), ("deactivate", "client-1")]
+    # the old list that still endorsed client 1 would reactivate it
+    with pytest.raises(CvmfsError, match="before the list last accepted here"):
+        site.glance(list_issued=_issued(5)).plan([old])

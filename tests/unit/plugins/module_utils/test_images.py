@@ -27,9 +27,16 @@ def entry(name="client", version="2026.11", data=b"x" * 10, **extra):
     return raw
 
 
+ISSUED = "2026-11-20T12:00:00Z"
+EXPIRES = "2026-12-31T00:00:00Z"
+
+
 def image_list(*entries, **top):
-    raw = {"format": 1, "endorser": ENDORSER, "images": list(entries) or [entry()]}
+    """A list issued before NOW, expiring after it; top=None drops a key."""
+    raw = {"format": 1, "endorser": ENDORSER, "issued": ISSUED, "expires": EXPIRES,
+           "images": list(entries) or [entry()]}
     raw.update(top)
+    raw = dict((k, v) for k, v in raw.items() if v is not None)
     return yaml.safe_dump(raw, sort_keys=False).encode()
 
 
@@ -178,6 +185,39 @@ def test_fingerprint_is_stable(keys):
 def test_bad_lists_are_refused_with_the_reason(data, message):
     with pytest.raises(CvmfsError, match=message):
         images.parse_image_list(data, ENDORSER, now=NOW)
+
+
+@pytest.mark.parametrize("top, max_age, message", [
+    ({"expires": None}, None, "has no expires: it would stay valid forever; ask the endorser to sign lists with an "
+                              "expiry, or set max_age"),
+    ({"issued": None}, None, "has no issued"),
+    ({"issued": None, "expires": None}, None, "has no issued"),
+    ({"issued": "2026-11-23T00:06:00Z"}, None, "issued at 2026-11-23T00:06:00\\+00:00, after now"),
+    ({"issued": "soon"}, None, "issued: 'soon' is not a date and time"),
+    # with a maximum age: issued 2026-11-20 12:00, 2 days are over at 2026-11-22 12:00, before NOW
+    ({"expires": None}, datetime.timedelta(days=2), "issued at 2026-11-20T12:00:00\\+00:00 is older than max_age"),
+    ({}, datetime.timedelta(days=2), "is older than max_age"),
+])
+def test_lists_without_a_limited_lifetime_are_refused(top, max_age, message):
+    with pytest.raises(CvmfsError, match=message):
+        images.parse_image_list(image_list(**top), ENDORSER, now=NOW, max_age=max_age)
+
+
+def test_a_maximum_age_stands_in_for_a_missing_expiry():
+    parsed = images.parse_image_list(image_list(expires=None), ENDORSER, now=NOW, max_age=datetime.timedelta(days=7))
+    assert parsed.issued == datetime.datetime(2026, 11, 20, 12, tzinfo=datetime.timezone.utc)
+    assert parsed.expires == datetime.datetime(2026, 11, 27, 12, tzinfo=datetime.timezone.utc)
+    # both given: the earlier end counts
+    parsed = images.parse_image_list(image_list(), ENDORSER, now=NOW, max_age=datetime.timedelta(days=7))
+    assert parsed.expires == datetime.datetime(2026, 11, 27, 12, tzinfo=datetime.timezone.utc)
+    parsed = images.parse_image_list(image_list(), ENDORSER, now=NOW, max_age=datetime.timedelta(days=90))
+    assert parsed.expires == datetime.datetime(2026, 12, 31, tzinfo=datetime.timezone.utc)
+
+
+def test_a_list_issued_a_moment_ahead_of_this_clock_is_accepted():
+    """Clocks differ: up to five minutes ahead is taken as skew, not as a list from the future."""
+    parsed = images.parse_image_list(image_list(issued="2026-11-23T00:04:59Z"), ENDORSER, now=NOW)
+    assert parsed.issued.minute == 4
 
 
 def test_expiry_in_the_future_and_date_forms():

@@ -102,3 +102,63 @@ def test_private_key_given_by_mistake_is_not_echoed(run_module):
     secret_line = pem.splitlines()[1]
     leaked = secret_line in json.dumps(result)
     assert not leaked, "the private key came back in the module result"
+
+
+# The module's invocation as AnsibleModule logs it (journal or syslog, here syslog.syslog into a
+# file): the module runs in a child process as run_module runs it, with syslog.syslog replaced.
+LOGGING_RUNNER = """
+import runpy, sys, syslog
+import ansible.module_utils.basic as basic
+log = open(sys.argv[2], "a")
+basic.has_journal = False
+syslog.syslog = lambda *args: log.write(str(args[-1]) + "\\n") or log.flush()
+sys.argv = sys.argv[:2]
+runpy.run_module("ansible_collections.sharedsw.cvmfs.plugins.modules.repository_info", run_name="__main__")
+"""
+
+
+def _run_logged(tmp_path, args):
+    import subprocess
+    import sys
+
+    from tests.conftest import COLLECTIONS_ROOT
+    args_file, log_file = tmp_path / "args.json", tmp_path / "syslog.txt"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_tmpdir=str(tmp_path))}))
+    proc = subprocess.run([sys.executable, "-c", LOGGING_RUNNER, str(args_file), str(log_file)], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=COLLECTIONS_ROOT), check=False)
+    assert log_file.exists() and "Invoked with" in log_file.read_text(), proc.stderr
+    return json.loads(proc.stdout), log_file.read_text()
+
+
+def _key_pem(private):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if private:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption()).decode()
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def test_private_key_given_by_mistake_is_not_logged(tmp_path):
+    """Generated here, for this test only: neither the logged invocation nor the result carries it."""
+    pem = _key_pem(private=True)
+    result, log = _run_logged(tmp_path, {"url": "http://127.0.0.1:9/cvmfs/x", "public_keys": [pem]})
+    assert result["failed"] and result["reason"] == "bad_key"
+    secret_line = pem.splitlines()[1]
+    assert secret_line not in log, "the private key was logged with the invocation"
+    assert secret_line not in json.dumps(result)
+
+
+def test_proxy_credentials_are_neither_logged_nor_returned(tmp_path):
+    proxy = "http://alice:proxy-pass-%s@127.0.0.1:9" % os.getpid()
+    public = _key_pem(private=False)
+    result, log = _run_logged(tmp_path, {"url": "http://192.0.2.1/cvmfs/x", "public_keys": [public], "proxy": proxy,
+                                         "retries": 0, "timeout": 5})
+    assert result["failed"] and "through proxy" in result["msg"], result["msg"]
+    for text, where in ((log, "the logged invocation"), (json.dumps(result), "the result")):
+        assert "proxy-pass-" not in text, "the proxy password is in %s" % where
+    assert "127.0.0.1:9" in result["invocation"]["module_args"]["proxy"], "the proxy's address stays visible"
+    # public keys are no secret: they stay readable
+    assert public.splitlines()[1] in json.dumps(result["invocation"])
