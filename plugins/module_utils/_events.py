@@ -515,6 +515,9 @@ class Consumer:
         self.consumer_tag = None
         self.paused = False
         self.sleep = time.sleep
+        warning = _amqp.cleartext_warning(config["amqp"])
+        if warning:
+            self.say("amqp_cleartext_login", "warning", message=warning)
 
     # ---- logging ----------------------------------------------------------------------
 

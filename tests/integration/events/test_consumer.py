@@ -346,3 +346,16 @@ def test_bodies_held_are_bounded_in_bytes_not_only_by_the_prefetch_count(site_fa
     assert "first.txt" in site.published_tree()
     assert site.stop() == 0
     assert queue_depth(site.mq, site.dlq) == 0
+
+
+def test_a_password_sent_without_tls_off_loopback_is_warned_about(site_factory):
+    from .helpers import loopback_alias
+    site = site_factory()
+    alias = loopback_alias(site.mq.host)
+    if alias is None:
+        pytest.skip("no host name other than localhost resolves to %s on this machine" % site.mq.host)
+    site.consumer["amqp"] = dict(site.consumer["amqp"], host=alias)
+    site.start().wait_connected()
+    assert site.stop() == 0
+    [line] = [line for line in site.log().splitlines() if "event=amqp_cleartext_login" in line]
+    assert alias in line and "tls" in line

@@ -238,3 +238,14 @@ def test_an_unparseable_event_time_is_rejected_and_a_valid_one_kept():
         events.parse_message(message(record(when=5)), SCOPE)
     assert "eventTime" in caught.value.reason and caught.value.kind == "malformed"
     assert events.parse_time(5) is None and events.parse_time("2026-02-30T10:00:00Z") is None
+
+
+@pytest.mark.parametrize("host, warned", [("mq.example.org", True), ("127.0.0.1", False)])
+def test_the_consumer_warns_of_a_password_sent_in_clear(tmp_path, job_config, host, warned):
+    import io
+    config = events.load_config(write(tmp_path / "c.json", {
+        "job_config": job_config, "queue": "q", "dead_letter_exchange": "dlx",
+        "amqp": {"host": host, "username": "u", "password": "p"}}))
+    stream = io.StringIO()
+    events.Consumer(config, events.Log(stream=stream))
+    assert ("event=amqp_cleartext_login" in stream.getvalue()) == warned, stream.getvalue()
