@@ -209,9 +209,9 @@ def fuzz_bodies():
         message(record(bucket="oth\udce9r")),
     ]
     rng = random.Random(14)
-    bodies += [bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300))) for _ in range(50)]
+    bodies += [rng.randbytes(rng.randint(1, 300)) for _count in range(50)]
     base = message(good, record("cvmfs/b.txt"))
-    for _ in range(200):  # byte-level mutations of a valid message
+    for _count in range(200):  # byte-level mutations of a valid message
         mutated = bytearray(base)
         for _hit in range(rng.randint(1, 5)):
             mutated[rng.randrange(len(mutated))] = rng.getrandbits(8)
