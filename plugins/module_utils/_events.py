@@ -248,9 +248,10 @@ def parse_message(body, scope):
             outside = " and ".join(scope.prefixes) or "any prefix"
             raise Rejected("%s is about s3://%s/%s, outside %s" % (where, bucket, key, outside), "foreign")
         keys.update(mine)
-        if not isinstance(record.get("eventTime", ""), str):
-            raise Rejected("%s has an eventTime that is not a string but %s" % (where, type(record["eventTime"]).__name__))
-        when = parse_time(record.get("eventTime"))
+        stamp = record.get("eventTime")
+        if stamp is not None and not isinstance(stamp, str):
+            raise Rejected("%s has an eventTime that is not a string but %s" % (where, type(stamp).__name__))
+        when = parse_time(stamp)  # only for the lag metrics: a string that is no time is ignored
         if when is not None:
             times.append(when)
     return keys, times, len(data["Records"])
