@@ -25,6 +25,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import os
 import socket
 import ssl
@@ -135,7 +136,8 @@ class AuthMethod:
 
 
 class PlainAuth(AuthMethod):
-    """User name and password (SASL PLAIN); use TLS unless the broker is on loopback."""
+    """User name and password (SASL PLAIN); use TLS unless the broker is on loopback
+    (:func:`cleartext_warning` says so otherwise)."""
 
     NAME = "plain"
     OPTIONS = ("username", "password")
@@ -198,6 +200,25 @@ def validate(options):
     auth = AUTH_METHODS[options["auth_method"]](options)
     auth.validate()
     return auth
+
+
+def _is_loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cleartext_warning(options):
+    """The warning for a PLAIN login without TLS to a broker that is not on loopback (the
+    password crosses the network in clear), or None. Names are not resolved: only ``localhost``
+    and loopback addresses count as loopback, as for the Vault client's plain-HTTP warning."""
+    if options.get("auth_method") != PlainAuth.NAME or options.get("tls") or _is_loopback(options.get("host")):
+        return None
+    return ("AMQP auth_method=plain without tls sends the password for user %s to %s in clear; set tls: true "
+            "(and port 5671) or use a broker on loopback" % (options.get("username"), describe(options)))
 
 
 def describe(options):
@@ -269,14 +290,19 @@ def _short(error):
 class Broker:
     """One connection to RabbitMQ and the idempotent declarations of the event path.
 
+    ``warn`` receives advisory messages (a password that would cross the network in clear).
+
     Every ``ensure_*`` returns True when it changed something; with ``check_mode`` nothing is
     created or deleted, the answer is what would have happened. A probe that fails closes the
     channel (AMQP says so), so each probe uses a channel of its own.
     """
 
-    def __init__(self, options, check_mode=False, sleep=None):
+    def __init__(self, options, check_mode=False, sleep=None, warn=None):
         self.options = resolve_options(options)
         self.auth = validate(self.options)
+        warning = cleartext_warning(self.options)
+        if warning and warn is not None:
+            warn(warning)
         self.check_mode = check_mode
         self.connection = None
         self.sleep = sleep

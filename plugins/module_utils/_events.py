@@ -26,8 +26,14 @@ What it does, in order of importance:
 * **Lost events are assumed after every (re)connection.** While the broker was unreachable RGW
   may have dropped events, so the first batch after connecting is a full re-sync (cheap when
   nothing changed: the sync is planned first and no transaction is opened).
-* **Never crash on input.** A message that is not an S3 event record, or is about another bucket
-  or prefix, goes to the dead-letter exchange with the reason; the consumer carries on.
+* **Never crash on input.** A message that is not an S3 event record (wrong types, nested too
+  deeply, larger than ``max_message_bytes``, not text), or is about another bucket or prefix,
+  goes to the dead-letter exchange with the reason; the consumer carries on. A dead-letter copy
+  the broker refuses (NackError) is logged with the reason and the message rejected, never
+  requeued.
+* **Memory is bounded in bytes.** The bodies held (batch, window, pending dead letters) stay
+  within ``max_batch_bytes`` plus one message: the window closes at that size, and the consumer
+  cancels its subscription while it holds that much (RabbitMQ's prefetch counts messages only).
 * **It shares the publish job's lock** (``lock_file`` of the job config), so the periodic full
   sync (the timer, the safety net) and the consumer never overlap.
 
@@ -41,6 +47,7 @@ __metaclass__ = type
 
 import argparse
 import calendar
+import datetime
 import hashlib
 import json
 import os
@@ -78,6 +85,8 @@ DEFAULTS = {
     "max_wait": 30.0,
     "max_keys": 1000,
     "prefetch": 2000,
+    "max_batch_bytes": 32 * 1024 * 1024,
+    "max_message_bytes": 1024 * 1024,
     "max_attempts": 5,
     "backoff_initial": 5.0,
     "backoff_max": 300.0,
@@ -111,9 +120,12 @@ def load_config(path):
                      ("reconnect_max", 1)):
         if not isinstance(config[key], (int, float)) or config[key] < low:
             raise CvmfsError("%s in %s must be a number of seconds >= %s, not %r" % (key, path, low, config[key]))
-    for key in ("max_keys", "prefetch", "max_attempts"):
+    for key in ("max_keys", "prefetch", "max_attempts", "max_batch_bytes", "max_message_bytes"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise CvmfsError("%s in %s must be a whole number >= 1, not %r" % (key, path, config[key]))
+    if config["max_message_bytes"] > config["max_batch_bytes"]:
+        raise CvmfsError("max_message_bytes (%s) must not exceed max_batch_bytes (%s) in %s"
+                         % (config["max_message_bytes"], config["max_batch_bytes"], path))
     if config["max_wait"] < config["debounce"]:
         raise CvmfsError("max_wait (%s) must not be shorter than debounce (%s) in %s"
                          % (config["max_wait"], config["debounce"], path))
@@ -142,6 +154,9 @@ class Rejected(Exception):
     """A message the consumer will never be able to use; ``reason`` goes with it to the DLQ."""
 
     def __init__(self, reason, kind="malformed"):
+        # the reason quotes the message, which may hold text no encoder takes (lone surrogates);
+        # it goes into a log line and an AMQP header
+        reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")
         super(Rejected, self).__init__(reason)
         self.reason = reason
         self.kind = kind  # malformed | foreign
@@ -159,13 +174,28 @@ class Scope:
 
 
 def parse_time(text):
-    """Seconds since the epoch from RGW/AWS ``eventTime`` (``2026-11-23T13:40:16.508206Z``), or None."""
-    match = _EVENT_TIME.match(text or "")
+    """Seconds since the epoch from RGW/AWS ``eventTime`` (``2026-11-23T13:40:16.508206Z``), or None
+    for anything else (not a string, not a real date)."""
+    match = _EVENT_TIME.match(text) if isinstance(text, str) else None
     if not match:
         return None
-    y, mo, d, h, mi, s, frac = match.groups()
-    seconds = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(s), 0, 0, 0))
+    fields = [int(part) for part in match.groups()[:6]]
+    frac = match.group(7)
+    try:
+        datetime.datetime(*fields)
+    except ValueError:
+        return None
+    seconds = calendar.timegm(tuple(fields) + (0, 0, 0))
     return seconds + (float("0." + frac) if frac else 0.0)
+
+
+def _utf8(text):
+    """Whether ``text`` can be written as UTF-8 (JSON allows lone surrogates, S3 keys cannot hold them)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_message(body, scope):
@@ -180,6 +210,8 @@ def parse_message(body, scope):
         data = json.loads(text)
     except (UnicodeDecodeError, ValueError) as error:
         raise Rejected("not a JSON document: %s" % error)
+    except RecursionError:
+        raise Rejected("not a JSON document this consumer can read: nested too deeply")
     if isinstance(data, dict) and data.get("Event") == "s3:TestEvent":
         return set(), [], 0
     if not isinstance(data, dict) or not isinstance(data.get("Records"), list) or not data["Records"]:
@@ -206,6 +238,8 @@ def parse_message(body, scope):
         key = obj.get("key")
         if not isinstance(bucket, str) or not isinstance(key, str) or not key:
             raise Rejected("%s lacks s3.bucket.name or s3.object.key" % where)
+        if not _utf8(key):
+            raise Rejected("%s has an s3.object.key that is not UTF-8 text: %s" % (where, key))
         if bucket != scope.bucket:
             raise Rejected("%s is about bucket %s, not %s" % (where, bucket, scope.bucket), "foreign")
         spellings = [unquote_plus(key)] if source == "aws:s3" else [key, unquote_plus(key)]
@@ -214,7 +248,10 @@ def parse_message(body, scope):
             outside = " and ".join(scope.prefixes) or "any prefix"
             raise Rejected("%s is about s3://%s/%s, outside %s" % (where, bucket, key, outside), "foreign")
         keys.update(mine)
-        when = parse_time(record.get("eventTime"))
+        stamp = record.get("eventTime")
+        if stamp is not None and not isinstance(stamp, str):
+            raise Rejected("%s has an eventTime that is not a string but %s" % (where, type(stamp).__name__))
+        when = parse_time(stamp)  # only for the lag metrics: a string that is no time is ignored
         if when is not None:
             times.append(when)
     return keys, times, len(data["Records"])
@@ -224,6 +261,10 @@ class Delivery:
     """One message held by the consumer until its batch is published."""
 
     __slots__ = ("tag", "keys", "times", "records", "attempts", "fingerprint", "arrived", "body", "properties")
+
+    @property
+    def size(self):
+        return len(self.body)
 
     def __init__(self, tag, keys, times, records, attempts, fingerprint, arrived, body, properties):
         self.tag = tag
@@ -239,13 +280,16 @@ class Delivery:
 
 class Window:
     """The debounce window: closes ``debounce`` s after the last arrival, ``max_wait`` s after
-    the first, or when ``limit`` messages are held (the prefetch: no more can arrive)."""
+    the first, when ``limit`` messages are held (the prefetch: no more can arrive), or when their
+    bodies reach ``max_bytes``."""
 
-    def __init__(self, debounce, max_wait, limit):
+    def __init__(self, debounce, max_wait, limit, max_bytes=None):
         self.debounce = debounce
         self.max_wait = max_wait
         self.limit = limit
+        self.max_bytes = max_bytes
         self.items = []
+        self.bytes = 0
         self.first = self.last = None
 
     def add(self, delivery):
@@ -253,15 +297,18 @@ class Window:
             self.first = delivery.arrived
         self.last = delivery.arrived
         self.items.append(delivery)
+        self.bytes += delivery.size
+
+    def full(self):
+        return len(self.items) >= self.limit or (self.max_bytes is not None and self.bytes >= self.max_bytes)
 
     def ready(self, now):
         if not self.items:
             return False
-        return (now - self.last >= self.debounce or now - self.first >= self.max_wait
-                or len(self.items) >= self.limit)
+        return now - self.last >= self.debounce or now - self.first >= self.max_wait or self.full()
 
     def take(self):
-        items, self.items, self.first, self.last = self.items, [], None, None
+        items, self.items, self.first, self.last, self.bytes = self.items, [], None, None, 0
         return items
 
 
@@ -354,7 +401,8 @@ class Metrics:
     """Counters, the last batch, and the status file."""
 
     COUNTERS = ("messages_received", "events_received", "events_coalesced", "batches", "publishes", "full_syncs",
-                "failures", "requeued", "dead_lettered", "malformed", "foreign", "reconnects", "acks_lost")
+                "failures", "requeued", "dead_lettered", "dead_letter_refused", "malformed", "foreign", "reconnects",
+                "acks_lost", "pauses")
 
     def __init__(self, path, repository, queue):
         self.path = path
@@ -367,6 +415,7 @@ class Metrics:
         self.last_error = None
         self.last_dead_letter = None
         self.lag = {"last_median": None, "last_max": None, "max": None}
+        self.held_bytes = {"now": 0, "max": 0}
         self.started = _now_text()
         self.dirty = True
         self.written = 0.0
@@ -374,6 +423,12 @@ class Metrics:
     def add(self, name, value=1):
         self.counters[name] += value
         self.dirty = True
+
+    def set_held_bytes(self, value):
+        if value != self.held_bytes["now"]:
+            self.held_bytes["now"] = value
+            self.held_bytes["max"] = max(self.held_bytes["max"], value)
+            self.dirty = True
 
     def set_state(self, state):
         if state != self.state:
@@ -383,7 +438,7 @@ class Metrics:
     def snapshot(self):
         return {"repository": self.repository, "queue": self.queue, "state": self.state, "connected": self.connected,
                 "pid": os.getpid(), "started": self.started, "updated": _now_text(), "counters": dict(self.counters),
-                "lag_seconds": dict(self.lag), "last_batch": self.last_batch, "last_error": self.last_error,
+                "lag_seconds": dict(self.lag), "held_bytes": dict(self.held_bytes), "last_batch": self.last_batch, "last_error": self.last_error,
                 "last_dead_letter": self.last_dead_letter}
 
     def write(self, force=False):
@@ -418,6 +473,7 @@ class Batch:
         self.keys = set()
         self.times = []
         self.events = 0
+        self.bytes = sum(delivery.size for delivery in deliveries)
         for delivery in deliveries:
             self.keys.update(delivery.keys)
             self.times.extend(delivery.times)
@@ -448,7 +504,7 @@ class Consumer:
             prefixes.append(source["ingest_prefix"])
         self.scope = Scope(source["bucket"], prefixes)
         self.metrics = Metrics(config["status_file"], self.repository, self.queue)
-        self.window = Window(config["debounce"], config["max_wait"], config["prefetch"])
+        self.window = Window(config["debounce"], config["max_wait"], config["prefetch"], config["max_batch_bytes"])
         self.stopping = False
         self.need_full = None          # reason of the next full re-sync, or None
         self.batch = None
@@ -457,7 +513,12 @@ class Consumer:
         self.failed_before = {}        # fingerprint -> failures (classic queues have no delivery count)
         self.to_dead_letter = []       # (delivery tag, body, properties, reason, attempts)
         self.connection = self.channel = self.dl_channel = None
+        self.consumer_tag = None
+        self.paused = False
         self.sleep = time.sleep
+        warning = _amqp.cleartext_warning(config["amqp"])
+        if warning:
+            self.say("amqp_cleartext_login", "warning", message=warning)
 
     # ---- logging ----------------------------------------------------------------------
 
@@ -527,7 +588,7 @@ class Consumer:
             self.channel.basic_qos(prefetch_count=int(self.config["prefetch"]))
             self.dl_channel = self.connection.channel()
             self.dl_channel.confirm_delivery()
-            self.channel.basic_consume(self.queue, self.on_message)
+            self.consumer_tag = self.channel.basic_consume(self.queue, self.on_message)
         except Exception as error:  # pylint: disable=broad-except
             raise _amqp.translate(error, options, "consume from queue %s" % self.queue)
         self.metrics.connected = True
@@ -550,7 +611,9 @@ class Consumer:
                     self.connection.close()
             except Exception:  # pylint: disable=broad-except
                 pass
-        self.connection = self.channel = self.dl_channel = None
+        self.connection = self.channel = self.dl_channel = self.consumer_tag = None
+        self.paused = False
+        self.metrics.set_held_bytes(self.held_bytes())
 
     # ---- the loop ---------------------------------------------------------------------
 
@@ -559,6 +622,7 @@ class Consumer:
         while not self.stopping:
             self.connection.process_data_events(time_limit=tick)
             self.flush_dead_letters()
+            self.resume_if_room()
             now = time.time()
             if self.batch is not None:
                 if not self.batch.thread.is_alive():
@@ -581,10 +645,10 @@ class Consumer:
         headers = getattr(properties, "headers", None) or {}
         fingerprint = hashlib.sha1((method.routing_key or "").encode("utf-8") + b"\0" + body).hexdigest()
         attempts = headers.get("x-delivery-count")
-        if not isinstance(attempts, int):
+        if not isinstance(attempts, int) or isinstance(attempts, bool):
             attempts = self.failed_before.get(fingerprint, 0)
         try:
-            keys, times, records = parse_message(body, self.scope)
+            keys, times, records = self.understand(body)
         except Rejected as rejected:
             self.metrics.add(rejected.kind)
             self.say("message_rejected", "error", kind=rejected.kind, reason=rejected.reason,
@@ -593,10 +657,58 @@ class Consumer:
             if rejected.kind == "malformed":
                 # maybe a mangled event of ours: whatever it said, a full re-sync covers it
                 self.need_full = self.need_full or "malformed message"
+        else:
+            self.metrics.add("events_received", records)
+            self.window.add(Delivery(method.delivery_tag, keys, times, records, attempts, fingerprint, now, body,
+                                     properties))
+        self.pause_if_full()
+
+    def understand(self, body):
+        """:func:`parse_message` behind a size limit; whatever else goes wrong while reading a
+        message is a reason to dead-letter it, never to stop the consumer."""
+        limit = int(self.config["max_message_bytes"])
+        if len(body) > limit:
+            raise Rejected("the message has %d bytes, more than max_message_bytes (%d); S3 event messages are "
+                           "a few kB" % (len(body), limit))
+        try:
+            return parse_message(body, self.scope)
+        except Rejected:
+            raise
+        except Exception as error:  # pylint: disable=broad-except
+            self.log.error("reading a message failed unexpectedly: %s\n%s" % (_describe(error), traceback.format_exc()))
+            raise Rejected("the message could not be read: %s" % _describe(error))
+
+    # ---- memory: the bodies held are bounded in bytes, not only by the prefetch count ------
+
+    def held_bytes(self):
+        held = self.window.bytes + sum(len(item[1]) for item in self.to_dead_letter)
+        if self.batch is not None:
+            held += self.batch.bytes
+        return held
+
+    def pause_if_full(self):
+        """Cancel the subscription while the bodies held reach max_batch_bytes (RabbitMQ has no
+        byte-based prefetch). Deliveries pika received but had not dispatched yet go back to the
+        queue; what is held stays unacknowledged and is published as usual."""
+        held = self.held_bytes()
+        self.metrics.set_held_bytes(held)
+        if self.paused or held < int(self.config["max_batch_bytes"]) or self.consumer_tag is None:
             return
-        self.metrics.add("events_received", records)
-        self.window.add(Delivery(method.delivery_tag, keys, times, records, attempts, fingerprint, now, body,
-                                 properties))
+        self.channel.basic_cancel(self.consumer_tag)
+        self.consumer_tag = None
+        self.paused = True
+        self.metrics.add("pauses")
+        self.say("consumption_paused", "warning", held_bytes=held, max_batch_bytes=self.config["max_batch_bytes"],
+                 note="resumed once a batch is published and its messages are acknowledged")
+
+    def resume_if_room(self):
+        held = self.held_bytes()
+        self.metrics.set_held_bytes(held)
+        if not self.paused or held >= int(self.config["max_batch_bytes"]):
+            return
+        self.consumer_tag = self.channel.basic_consume(self.queue, self.on_message)
+        self.paused = False
+        self.say("consumption_resumed", held_bytes=held)
 
     def flush_dead_letters(self):
         while self.to_dead_letter:
@@ -617,6 +729,17 @@ class Consumer:
             self.say("dead_letter_unroutable", "error", exchange=self.config["dead_letter_exchange"],
                      routing_key=self.queue, reason=reason, body=_excerpt(body, 4000),
                      note="no dead-letter queue is bound; the message is only in this log line")
+        except pika.exceptions.NackError:
+            # the broker refused the copy (e.g. a full dead-letter queue that rejects publishes).
+            # Requeueing would bring the message back forever; rejecting it lets the broker apply
+            # the queue's own dead-letter settings, without the reason, which is logged here.
+            self.metrics.add("dead_letter_refused")
+            self.say("dead_letter_refused", "error", exchange=self.config["dead_letter_exchange"],
+                     routing_key=self.queue, reason=reason, body=_excerpt(body, 4000),
+                     note="the broker refused the dead-letter copy; the message was rejected to the queue's own "
+                          "dead-letter exchange, without the reason, which is only in this log line")
+            self.channel.basic_nack(tag, requeue=False)
+            return
         self.channel.basic_ack(tag)
         self.metrics.add("dead_lettered")
         self.metrics.last_dead_letter = {"time": _now_text(), "reason": reason, "attempts": attempts}

@@ -363,7 +363,7 @@ class BucketNotificationModule(CvmfsModule):
         self.results.update(changes=self.changes, queue=self.queue, dead_letter_queue=self.dlq,
                             routing_key=self.topic, queue_type=None, topic=None, topic_arn=None, notification=None)
         self.connect_s3()
-        broker = _amqp.Broker(_amqp.options_from_params(p), check_mode=self.check_mode)
+        broker = _amqp.Broker(_amqp.options_from_params(p), check_mode=self.check_mode, warn=self.ansible.warn)
         broker.options["connection_name"] = "sharedsw.cvmfs.bucket_notification"
         with broker:
             if p["state"] == "present":

@@ -81,3 +81,28 @@ def queue_depth(mq, name):
         return connection.channel().queue_declare(name, passive=True).method.message_count
     finally:
         connection.close()
+
+
+def loopback_alias(address):
+    """A host name that resolves to ``address`` (a loopback address) but is neither ``localhost``
+    nor an IP address: what a broker across the network looks like to a client that does not
+    resolve names. None when this machine has no such name."""
+    import socket
+    candidates = [socket.gethostname(), socket.getfqdn()]
+    try:
+        with open("/etc/hosts") as handle:
+            for line in handle:
+                fields = line.split("#", 1)[0].split()
+                if fields and fields[0] == address:
+                    candidates.extend(fields[1:])
+    except OSError:
+        pass
+    for name in candidates:
+        if not name or name.startswith("localhost"):
+            continue
+        try:
+            if socket.gethostbyname(name) == address:
+                return name
+        except OSError:
+            continue
+    return None

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from .helpers import drain, management, module_args, queue_info, unique
+from .helpers import drain, loopback_alias, management, module_args, queue_info, unique
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +121,23 @@ def test_refusals_name_the_problem(ceph_rgw, rabbitmq, run_module, path):
         assert result.failed, (extra, result)
         assert expected in result["msg"], (extra, result["msg"])
         assert "secret" not in json.dumps(result) or "secret_key" in json.dumps(result)
+
+
+def test_a_password_sent_without_tls_off_loopback_is_warned_about(ceph_rgw, rabbitmq, run_module, path):
+    """PLAIN login without TLS to a broker named like a remote host: the module works, and warns
+    (as the Vault client warns of plain HTTP). On loopback it does not."""
+    alias = loopback_alias(rabbitmq.host)
+    if alias is None:
+        pytest.skip("no host name other than localhost resolves to %s on this machine" % rabbitmq.host)
+    remote = run_module("bucket_notification", module_args(ceph_rgw, rabbitmq, path["name"], path["bucket"],
+                                                           amqp_host=alias))
+    assert not remote.failed, remote
+    cleartext = [w for w in _warnings(remote) if "in clear" in w]
+    assert len(cleartext) == 1 and alias in cleartext[0], remote.get("warnings")
+    local = run_module("bucket_notification", module_args(ceph_rgw, rabbitmq, path["name"], path["bucket"]))
+    assert not local.failed and not [w for w in _warnings(local) if "in clear" in w], local
+
+
+def _warnings(result):
+    """Warning texts (ansible-core 2.19+ returns them as WarningSummary dicts)."""
+    return [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]

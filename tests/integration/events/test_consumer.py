@@ -151,7 +151,9 @@ def test_persistent_failure_dead_letters_with_the_reason_then_a_full_sync_repair
     site.fail_publish(True)
     site.put("cvmfs/doomed.txt", b"d")
     site.wait(lambda: site.counter("dead_lettered") >= 1, "the event to be dead-lettered after max_attempts")
-    assert "doomed.txt" not in site.published_tree() and not site.in_transaction()
+    # the full re-sync that follows may already be under way (and failing): wait for its abort
+    site.wait(lambda: not site.in_transaction(), "the transaction to be aborted")
+    assert "doomed.txt" not in site.published_tree()
     [(_method, properties, body)] = drain(site.mq, site.dlq, expect=1)
     headers = properties.headers
     assert "publish failed 3 times" in headers["x-sharedsw-reason"], headers
@@ -240,3 +242,122 @@ def test_a_consumer_killed_mid_publish_loses_nothing(site):
     assert "left its transaction on %s open" % REPO in site.log()
     assert site.stop() == 0
     assert queue_depth(site.mq, site.queue) == 0
+
+
+def _record(bucket, key, **fields):
+    record = json.loads(event(bucket, key))["Records"][0]
+    record.update(fields)
+    return record
+
+
+def _fuzz_bodies(bucket):
+    """What a broken or hostile publisher could put on the exchange, none of it usable."""
+    import random
+    rng = random.Random(4)
+    wrong_types = [json.dumps({"Records": [_record(bucket, "cvmfs/x", **fields)]}) for fields in (
+        {"eventTime": 5}, {"eventTime": {"at": "noon"}}, {"eventName": 5}, {"eventSource": None}, {"s3": []},
+        {"s3": {"bucket": {"name": {"x": 1}}, "object": {"key": "cvmfs/x"}}},
+        {"s3": {"bucket": {"name": bucket}, "object": {"key": 7}}})]
+    surrogate_key = ('{"Records": [{"eventSource": "ceph:s3", "eventName": "ObjectCreated:Put", "s3": {"bucket": '
+                     '{"name": "%s"}, "object": {"key": "cvmfs/\\ud800"}}}]}' % bucket)
+    huge = json.dumps({"Records": [_record(bucket, "cvmfs/huge", padding="x" * (2 * 1024 * 1024))]})
+    return wrong_types + [
+        surrogate_key, b"", b"null", b"1e999999", b"1" * 5000, b"[" * 200000 + b"]" * 200000,
+        b'{"Records": ' * 100000 + b"[]" + b"}" * 100000, huge,
+        rng.randbytes(512), b"\x00" * 64,
+    ]
+
+
+def test_a_fuzz_set_of_bodies_all_go_to_the_dead_letter_queue_and_the_consumer_carries_on(site):
+    """Wrong types, deep nesting, huge, binary and empty bodies: none may stop the consumer (systemd
+    would restart it, the unacked message would return, forever); each is dead-lettered with a reason."""
+    bodies = _fuzz_bodies(site.bucket)
+    site.start().wait_connected()
+    for body in bodies:
+        site.publish_event(body)
+    site.wait(lambda: site.counter("dead_lettered") >= len(bodies), "%d rejected messages" % len(bodies))
+    dead = drain(site.mq, site.dlq, expect=len(bodies))
+    assert sorted(body for _m, _p, body in dead) == sorted(b if isinstance(b, bytes) else b.encode() for b in bodies)
+    reasons = [p.headers["x-sharedsw-reason"] for _m, p, _b in dead]
+    assert all(reasons), reasons
+    assert any("eventTime" in r for r in reasons) and any("nested too deeply" in r for r in reasons)
+    assert any("max_message_bytes" in r for r in reasons) and any("not UTF-8" in r for r in reasons)
+    assert site.counter("malformed") == len(bodies)
+    site.put("cvmfs/after-the-fuzz.txt", b"ok")
+    site.wait(lambda: "after-the-fuzz.txt" in site.published_tree(), "a real event after the fuzz set")
+    assert site.stop() == 0
+    assert queue_depth(site.mq, site.queue) == 0
+
+
+def test_a_dead_letter_copy_the_broker_refuses_does_not_stop_the_consumer(site_factory):
+    """The dead-letter exchange routes to a full queue that rejects publishes: the broker nacks
+    the copy (pika NackError). The consumer logs the message with the reason, rejects it (the
+    queue's own dead-letter settings apply), and carries on."""
+    from .helpers import unique
+    refusing = unique("refusing-dlx")
+    connection = None
+    site = site_factory(dead_letter_exchange=refusing)
+    connection = site.mq.connection()
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(refusing, exchange_type="fanout", auto_delete=True)
+        channel.queue_declare(refusing, auto_delete=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+        channel.queue_bind(refusing, refusing)
+        site.start().wait_connected()
+        site.publish_event(b"not json at all")
+        site.wait(lambda: site.counter("dead_letter_refused") >= 1, "the refused dead-letter copy")
+        assert "event=dead_letter_refused" in site.log() and "not json at all" in site.log()
+        site.put("cvmfs/after-refusal.txt", b"ok")
+        site.wait(lambda: "after-refusal.txt" in site.published_tree(), "a real event after the refusal")
+        assert site.stop() == 0
+        assert queue_depth(site.mq, site.queue) == 0  # not requeued forever
+        # rejected to the queue's own dead-letter exchange (the provisioned one), without the reason
+        [(_method, properties, body)] = drain(site.mq, site.dlq, expect=1)
+        assert body == b"not json at all" and properties.headers["x-death"][0]["reason"] == "rejected"
+    finally:
+        connection.close()
+
+
+def test_bodies_held_are_bounded_in_bytes_not_only_by_the_prefetch_count(site_factory):
+    """While a publish runs, messages keep arriving. With a prefetch of 2000 the consumer would
+    hold them all; with max_batch_bytes it stops taking more once the bodies it holds reach the
+    bound, leaves the rest in the queue, and takes them after the publish. Nothing is lost."""
+    limit = 16 * 1024
+    site = site_factory(max_batch_bytes=limit, max_message_bytes=4096, prefetch=2000, max_keys=1000)
+    site.start().wait_connected()
+    site.hang_publish(True)
+    try:
+        site.put("cvmfs/first.txt", b"1")
+        site.wait(lambda: site.in_transaction() and "publishing %s" % REPO in site.log(), "a publish under way")
+        bodies = [json.dumps({"Records": [_record(site.bucket, "cvmfs/padded/%02d" % i, padding="p" * 2000)]})
+                  for i in range(40)]
+        for body in bodies:
+            site.publish_event(body)
+        size = len(bodies[0])
+        most = limit // size + 1  # the message that reached the bound is held too
+        site.wait(lambda: queue_depth(site.mq, site.queue) >= len(bodies) - most,
+                  "the consumer to leave messages in the queue once it holds max_batch_bytes")
+        assert site.status()["held_bytes"]["now"] <= limit + size
+    finally:
+        site.hang_publish(False)
+    site.wait(lambda: queue_depth(site.mq, site.queue) == 0 and site.status().get("state") == "idle"
+              and site.counter("batches") >= 3, "every message to be taken and published")
+    status = site.status()
+    assert status["held_bytes"]["max"] <= limit + size, status["held_bytes"]
+    assert status["counters"]["pauses"] >= 1 and status["counters"]["dead_lettered"] == 0
+    assert "first.txt" in site.published_tree()
+    assert site.stop() == 0
+    assert queue_depth(site.mq, site.dlq) == 0
+
+
+def test_a_password_sent_without_tls_off_loopback_is_warned_about(site_factory):
+    from .helpers import loopback_alias
+    site = site_factory()
+    alias = loopback_alias(site.mq.host)
+    if alias is None:
+        pytest.skip("no host name other than localhost resolves to %s on this machine" % site.mq.host)
+    site.consumer["amqp"] = dict(site.consumer["amqp"], host=alias)
+    site.start().wait_connected()
+    assert site.stop() == 0
+    [line] = [line for line in site.log().splitlines() if "event=amqp_cleartext_login" in line]
+    assert alias in line and "tls" in line

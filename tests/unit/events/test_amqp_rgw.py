@@ -167,3 +167,18 @@ def test_names_are_checked():
         with pytest.raises(CvmfsError, match="is not valid"):
             rgw.check_name("topic", bad)
     assert rgw.check_name("topic", "cvmfs-sw.example.org_1") == "cvmfs-sw.example.org_1"
+
+
+@pytest.mark.parametrize("extra, warned", [
+    ({}, True),                                          # PLAIN, no TLS, a broker across the network
+    ({"host": "10.1.2.3"}, True),
+    ({"host": "localhost"}, False), ({"host": "127.0.0.1"}, False), ({"host": "::1"}, False),
+    ({"host": "127.8.9.10"}, False),
+    ({"tls": True}, False),
+])
+def test_plain_login_without_tls_warns_only_off_loopback(extra, warned):
+    warnings = []
+    amqp.Broker(options(**extra), warn=warnings.append)
+    assert len(warnings) == (1 if warned else 0), warnings
+    if warned:
+        assert "password" in warnings[0] and "tls" in warnings[0] and options(**extra)["host"] in warnings[0]

@@ -65,8 +65,8 @@ def test_event_time_parsing():
     assert events.parse_time("yesterday") is None and events.parse_time(None) is None
 
 
-def delivery(arrived, keys=("cvmfs/a",)):
-    return events.Delivery(1, set(keys), [], 1, 0, "f", arrived, b"", None)
+def delivery(arrived, keys=("cvmfs/a",), body=b""):
+    return events.Delivery(1, set(keys), [], 1, 0, "f", arrived, body, None)
 
 
 def test_window_closes_after_quiet_time_max_wait_or_when_full():
@@ -85,6 +85,16 @@ def test_window_closes_after_quiet_time_max_wait_or_when_full():
     window.add(delivery(100))
     window.add(delivery(100))
     assert window.ready(100)                                   # the prefetch is exhausted
+
+
+def test_window_closes_when_the_bodies_reach_max_bytes():
+    window = events.Window(debounce=2, max_wait=10, limit=100, max_bytes=1000)
+    window.add(delivery(100, body=b"x" * 600))
+    assert not window.ready(100) and window.bytes == 600
+    window.add(delivery(100, body=b"x" * 400))
+    assert window.ready(100)
+    window.take()
+    assert window.bytes == 0
 
 
 def test_log_values_are_quoted_for_logfmt():
@@ -120,6 +130,8 @@ def test_config_defaults_password_file_and_status_file(tmp_path, job_config):
     ({"debounce": -1}, "debounce"),
     ({"max_wait": 1, "debounce": 5}, "must not be shorter than debounce"),
     ({"max_attempts": 0}, "max_attempts"),
+    ({"max_batch_bytes": 0}, "max_batch_bytes"),
+    ({"max_batch_bytes": 1000, "max_message_bytes": 2000}, "max_message_bytes (2000) must not exceed max_batch_bytes"),
     ({"amqp": {"username": "u"}}, "needs password"),
     ({"amqp": {"username": "u", "password_file": "/nonexistent/pw"}}, "cannot read the AMQP password file"),
     ({"amqp": {"auth_method": "external", "client_cert": None}}, "needs client_cert"),
@@ -165,3 +177,75 @@ def test_keys_mode_uses_the_job_sync_options(tmp_path, monkeypatch):
     assert conn.endpoint_url == "https://rgw.example.org" and conn.region == "default" and not conn.validate_certs
     assert (conn.access_key, conn.secret_key) == ("AK", "SK")
     assert config["plan_first"] and not job.config["plan_first"]  # events need no plan first
+
+
+# ---- hostile input: nothing but Rejected may come out of parse_message ----------------------
+
+def fuzz_bodies():
+    """Bodies a broken or hostile publisher could put on the queue: wrong types, nesting, binary."""
+    import random
+    good = record()
+    wrong_types = []
+    for field, values in (("eventTime", [5, 1.5, {}, [], True, "0000-13-99T99:99:99Z", "2026-02-30T10:00:00Z",
+                                         "9" * 5000 + "-01-01T00:00:00Z"]),
+                          ("eventName", [5, None, {}, ["ObjectCreated:Put"]]),
+                          ("eventSource", [None, 1, ["ceph:s3"]]),
+                          ("s3", [None, [], "s3", {"bucket": [], "object": []}, {"bucket": {"name": 5}},
+                                  {"bucket": {"name": "software"}, "object": {"key": 7}},
+                                  {"bucket": {"name": "software"}, "object": {"key": ["cvmfs/a"]}},
+                                  {"bucket": {"name": {"x": 1}}, "object": {"key": "cvmfs/a"}}])):
+        for value in values:
+            wrong_types.append(message(dict(good, **{field: value})))
+    bodies = wrong_types + [
+        b"", b" ", b"null", b"0", b"1e999999", b'"Records"', b"1" * 5000, b"[" * 100000 + b"]" * 100000,
+        b'{"Records": ' * 50000 + b"[]" + b"}" * 50000,
+        json.dumps({"Records": [{"s3": {"x": None}}]}).encode(),
+        json.dumps({"Records": {"0": good}}).encode(), json.dumps({"Records": "x"}).encode(),
+        json.dumps({"Event": ["s3:TestEvent"]}).encode(),
+        # a key that is no UTF-8 text (a lone surrogate in JSON) and control characters
+        b'{"Records": [{"eventSource": "ceph:s3", "eventName": "ObjectCreated:Put", "eventTime": "\\ud800",'
+        b' "s3": {"bucket": {"name": "software"}, "object": {"key": "cvmfs/\\udcff"}}}]}',
+        message(dict(good, eventName="ObjectCreated:\udcff")), message(dict(good, eventSource="x\ud800:s3")),
+        message(record(bucket="oth\udce9r")),
+    ]
+    rng = random.Random(14)
+    bodies += [rng.randbytes(rng.randint(1, 300)) for _count in range(50)]
+    base = message(good, record("cvmfs/b.txt"))
+    for _count in range(200):  # byte-level mutations of a valid message
+        mutated = bytearray(base)
+        for _hit in range(rng.randint(1, 5)):
+            mutated[rng.randrange(len(mutated))] = rng.getrandbits(8)
+        bodies.append(bytes(mutated))
+    return bodies
+
+
+@pytest.mark.parametrize("body", fuzz_bodies(), ids=lambda body: "%d-bytes" % len(body))
+def test_no_body_makes_parse_message_raise_anything_but_rejected(body):
+    try:
+        keys, times, count = events.parse_message(body, SCOPE)
+    except events.Rejected as rejected:
+        assert rejected.reason and rejected.kind in ("malformed", "foreign")
+        # the reason goes into a log line and an AMQP header: it must be encodable text
+        rejected.reason.encode("utf-8")
+        return
+    for key in keys:
+        key.encode("utf-8")
+    assert all(isinstance(t, float) or isinstance(t, int) for t in times) and count >= 0
+
+
+def test_an_unparseable_event_time_is_rejected_and_a_valid_one_kept():
+    with pytest.raises(events.Rejected) as caught:
+        events.parse_message(message(record(when=5)), SCOPE)
+    assert "eventTime" in caught.value.reason and caught.value.kind == "malformed"
+    assert events.parse_time(5) is None and events.parse_time("2026-02-30T10:00:00Z") is None
+
+
+@pytest.mark.parametrize("host, warned", [("mq.example.org", True), ("127.0.0.1", False)])
+def test_the_consumer_warns_of_a_password_sent_in_clear(tmp_path, job_config, host, warned):
+    import io
+    config = events.load_config(write(tmp_path / "c.json", {
+        "job_config": job_config, "queue": "q", "dead_letter_exchange": "dlx",
+        "amqp": {"host": host, "username": "u", "password": "p"}}))
+    stream = io.StringIO()
+    events.Consumer(config, events.Log(stream=stream))
+    assert ("event=amqp_cleartext_login" in stream.getvalue()) == warned, stream.getvalue()
