@@ -56,10 +56,11 @@ except ImportError:  # pragma: no cover - Python < 3.7
 
 
 from ._common import CvmfsError
-from ._s3_http import Endpoint, FastS3, S3Retry, S3HTTPError, SigV4, TransportError, uri_encode, write_all
+from ._s3_http import (Endpoint, FastS3, S3Retry, S3HTTPError, SigV4, TransportError, decode_url_key, uri_encode,
+                       write_all)
 
 try:
-    from urllib.parse import unquote_to_bytes, urlsplit
+    from urllib.parse import urlsplit
 except ImportError:  # pragma: no cover
     raise
 
@@ -1653,7 +1654,7 @@ class BotoS3:
             raise self._error(error, "listing s3://%s/%s" % (self.bucket, prefix))
         objects = []
         for item in page.get("Contents", []):
-            objects.append(ListedObject(unquote_to_bytes(item["Key"]), int(item.get("Size", 0)),
+            objects.append(ListedObject(decode_url_key(item["Key"]), int(item.get("Size", 0)),
                                         item.get("ETag", "").strip('"'),
                                         item["LastModified"].strftime("%Y-%m-%dT%H:%M:%S.000Z")))
         return objects, (page.get("NextContinuationToken") if page.get("IsTruncated") else None)
