@@ -10,8 +10,10 @@ import os
 import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_sync as engine
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 
-from .test_s3_sync import conn_options, md5, put, tree
+from .s3_fault_proxy import FaultProxy
+from .test_s3_sync import _upstream, conn_options, md5, put, tree
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +76,91 @@ def test_prefix_needing_url_encoding(s3_server, bucket, tmp_path, path_kind):
     assert result["added"]["count"] == 2
     with open(os.path.join(str(tmp_path / "repo"), u"caf\u00e9", "a b"), "rb") as handle:
         assert handle.read() == b"inside"
+
+
+# ------------------------------------------------------------------------------ gone at GET time
+
+def _deleting_proxy(server, bucket, doomed):
+    """A proxy in front of ``server`` that deletes each key of ``doomed`` (keys below the
+    bucket) just before the first GET or HEAD of it goes through: listed, then gone."""
+    from urllib.parse import unquote
+    client = server.client()
+    done = set()
+
+    def rule(method, path, number):
+        key = unquote(path.split("?")[0])[len("/%s/" % bucket):]
+        if method in ("GET", "HEAD") and key in doomed and key not in done:
+            done.add(key)
+            return lambda: client.delete_object(Bucket=bucket, Key=key)
+        return "pass"
+
+    return FaultProxy(*_upstream(server), rule=rule)
+
+
+def _sync_via(proxy, server, bucket, tmp_path, **options):
+    options.setdefault("max_workers", 4)
+    options.setdefault("retries", 2)
+    return engine.sync(conn_options(server, endpoint_url=proxy.url),
+                       engine.Options(bucket=bucket, dest=str(tmp_path / "repo"),
+                                      state_file=str(tmp_path / "state.json"), **options))
+
+
+def test_key_gone_at_get_time_fails_by_default_and_warns_when_asked(s3_server, bucket, tmp_path):
+    put(s3_server, bucket, "cvmfs/changed.txt", b"version 1")
+    _sync(s3_server, bucket, tmp_path, "fast")
+    put(s3_server, bucket, "cvmfs/changed.txt", b"version 2, deleted before it is fetched")
+    put(s3_server, bucket, "cvmfs/new gone.txt", b"deleted before it is fetched")
+    put(s3_server, bucket, "cvmfs/kept.txt", b"stays")
+    doomed = {"cvmfs/changed.txt", "cvmfs/new gone.txt"}
+    before = tree(str(tmp_path / "repo"))
+
+    proxy = _deleting_proxy(s3_server, bucket, set(doomed))
+    try:
+        with pytest.raises(CvmfsError) as failure:
+            _sync_via(proxy, s3_server, bucket, tmp_path)
+    finally:
+        proxy.close()
+    named = failure.value.extra["missing_keys"]
+    assert named and set(named) <= doomed
+    assert all(key in failure.value.message for key in named) and "on_missing" in failure.value.message
+    assert tree(str(tmp_path / "repo")) == before, "nothing may be written"
+
+    for key in doomed:
+        put(s3_server, bucket, key, b"back again, to be deleted again")
+    proxy = _deleting_proxy(s3_server, bucket, set(doomed))
+    try:
+        result = _sync_via(proxy, s3_server, bucket, tmp_path, on_missing="warn")
+    finally:
+        proxy.close()
+    assert result["missing"]["count"] == 2 and sorted(result["missing_keys"]) == sorted(doomed)
+    assert all(any(key in warning for warning in result["warnings"]) for key in doomed)
+    got = tree(str(tmp_path / "repo"))
+    assert got["kept.txt"][1] == md5(b"stays")
+    assert got["changed.txt"][:2] == before["changed.txt"][:2], "the local file of a missing key stays as it was"
+    assert "new gone.txt" not in got
+    # the keys are really gone now: the next run deletes what they left
+    clean = _sync(s3_server, bucket, tmp_path, "fast")
+    assert clean["missing"]["count"] == 0 and clean["changed_paths"]["deleted"] == ["changed.txt"]
+
+
+def test_module_on_missing_option(s3_server, bucket, tmp_path, run_module):
+    put(s3_server, bucket, "cvmfs/gone", b"deleted before it is fetched")
+    put(s3_server, bucket, "cvmfs/kept", b"stays")
+    args = dict(s3_server.module_args(), bucket=bucket, dest=str(tmp_path / "repo"),
+                state_file=str(tmp_path / "state.json"), retries=1)
+    for on_missing in (None, "warn"):
+        put(s3_server, bucket, "cvmfs/gone", b"deleted before it is fetched")
+        proxy = _deleting_proxy(s3_server, bucket, {"cvmfs/gone"})
+        try:
+            extra = {} if on_missing is None else {"on_missing": on_missing}
+            result = run_module("s3_sync", dict(args, endpoint_url=proxy.url, **extra))
+        finally:
+            proxy.close()
+        if on_missing is None:
+            assert result.failed and "cvmfs/gone" in result["msg"], result
+            assert result["missing_keys"] == ["cvmfs/gone"] and not os.path.exists(str(tmp_path / "repo" / "kept"))
+        else:
+            assert not result.failed, result
+            assert result["missing"] == {"count": 1, "bytes": len(b"deleted before it is fetched")}
+            assert result["missing_keys"] == ["cvmfs/gone"] and result["added"]["count"] == 1
+            assert "cvmfs/gone was listed but gone" in str(result["warnings"]), result
