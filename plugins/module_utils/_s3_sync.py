@@ -811,55 +811,47 @@ class Sync:
             self._get_small(entry, key)
 
     def _fetch_small(self, entry, key):
-        """GET into the staging directory. Objects up to BUFFERED bytes are collected in memory
-        and written with one ``write`` into a file created with its final mode (symlink objects
-        never touch the disk here); bigger ones are streamed."""
+        """GET into the staging directory. A body that stays within BUFFERED bytes is collected
+        in memory and written with one ``write`` into a file created with its final mode
+        (symlink objects never touch the disk here); a longer one is streamed to the file from
+        the moment it passes BUFFERED, whatever size the listing gave (an object can grow
+        between the listing and the GET)."""
         if self._abort.is_set():
             raise _Abort()
-        digest = hashlib.md5() if self.o.verify_checksum else None
-        if entry.size <= BUFFERED:
-            chunks = []
-            headers = self.fast.get(key, chunks.append)
-            if headers is None:
-                self._vanished(entry)
-                return
-            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            if digest is not None:
-                digest.update(body)
-            self._check_body(key, headers, len(body), digest)
-            attrs = self._take_headers(entry, headers, len(body))
-            if attrs.kind != KIND_FILE:
-                return
+
+        def open_staged():
             if entry.staged is None:
                 entry.staged = self._staged_name()
-            fd = os.open(entry.staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, attrs.mode)
-            try:
-                if body:
-                    write_all(fd, body)
-                if attrs.mode & self._umask:
-                    os.fchmod(fd, attrs.mode)
-                os.utime(fd, ns=(attrs.mtime_ns, attrs.mtime_ns))
-            finally:
-                os.close(fd)
-            return
-        if entry.staged is None:
-            entry.staged = self._staged_name()
-        fd = os.open(entry.staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o600)
+            return os.open(entry.staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o600)
+
+        body = _Spool(open_staged, BUFFERED, hashlib.md5() if self.o.verify_checksum else None)
         try:
-            received = [0]
-
-            def sink(chunk):
-                write_all(fd, chunk)
-                received[0] += len(chunk)
-                if digest is not None:
-                    digest.update(chunk)
-
-            headers = self.fast.get(key, sink)
+            headers = self.fast.get(key, body.write)
             if headers is None:
                 self._vanished(entry)
                 return
-            self._check_body(key, headers, received[0], digest)
-            self._finish_file(entry, fd, headers, received[0])
+            self._check_body(key, headers, body.size, body.digest)
+            if body.fd is None:
+                self._write_buffered(entry, headers, body.buffered())
+            else:
+                self._finish_file(entry, body.fd, headers, body.size)
+        finally:
+            body.close()
+
+    def _write_buffered(self, entry, headers, data):
+        attrs = self._take_headers(entry, headers, len(data))
+        if attrs.kind != KIND_FILE:
+            return
+        reused = entry.staged is not None  # by an earlier attempt: its mode is not ours yet
+        if not reused:
+            entry.staged = self._staged_name()
+        fd = os.open(entry.staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, attrs.mode)
+        try:
+            if data:
+                write_all(fd, data)
+            if reused or attrs.mode & self._umask:
+                os.fchmod(fd, attrs.mode)
+            os.utime(fd, ns=(attrs.mtime_ns, attrs.mtime_ns))
         finally:
             os.close(fd)
 
@@ -1380,6 +1372,41 @@ class Sync:
             lines += ["- %s" % p for p in paths["deleted"]]
             result["diff"] = {"prepared": "\n".join(lines) + ("\n" if lines else "")}
         return result
+
+
+class _Spool:
+    """A GET body: held in memory up to ``limit`` bytes, then moved to the file ``open_file()``
+    returns and streamed there, so memory per download stays bounded whatever its length."""
+
+    def __init__(self, open_file, limit, digest=None):
+        self.open_file = open_file
+        self.limit = limit
+        self.digest = digest
+        self.chunks = []
+        self.size = 0
+        self.fd = None
+
+    def write(self, chunk):
+        if self.digest is not None:
+            self.digest.update(chunk)
+        self.size += len(chunk)
+        if self.fd is not None:
+            write_all(self.fd, chunk)
+            return
+        self.chunks.append(chunk)
+        if self.size > self.limit:
+            self.fd = self.open_file()
+            for piece in self.chunks:
+                write_all(self.fd, piece)
+            self.chunks = None
+
+    def buffered(self):
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _big_error(key, error):

@@ -6,6 +6,7 @@ chosen from what the GET response says, not from the listing.
 """
 
 import os
+import tracemalloc
 
 import pytest
 
@@ -16,6 +17,8 @@ from .s3_fault_proxy import FaultProxy
 from .test_s3_sync import _upstream, conn_options, md5, put, tree
 
 pytestmark = pytest.mark.integration
+
+MIB = 1024 * 1024
 
 # keys below the prefix whose URL encoding is ambiguous or needs escaping (in the listing's XML
 # too): space (form-encoded as "+" by AWS and SeaweedFS), "+" itself, "%" and its escapes as
@@ -164,3 +167,53 @@ def test_module_on_missing_option(s3_server, bucket, tmp_path, run_module):
             assert result["missing"] == {"count": 1, "bytes": len(b"deleted before it is fetched")}
             assert result["missing_keys"] == ["cvmfs/gone"] and result["added"]["count"] == 1
             assert "cvmfs/gone was listed but gone" in str(result["warnings"]), result
+
+
+# ------------------------------------------------------------------------------ grows after listing
+
+class _GrowsAfterListing:
+    """The engine's S3 access, except that right after the listing (so the listing still
+    says 10 bytes) ``key`` is overwritten by ``path``'s content, uploaded from the file."""
+
+    def __init__(self, fast, server, bucket, key, path):
+        self._fast = fast
+        self._grow = lambda: server.client().upload_file(path, bucket, key)
+        self._grown = False
+
+    def __getattr__(self, name):
+        return getattr(self._fast, name)
+
+    def list_page(self, *args):
+        page = self._fast.list_page(*args)
+        if not self._grown:
+            self._grown = True
+            self._grow()
+            tracemalloc.reset_peak()  # the upload's own buffers are not the sync's
+        return page
+
+
+def test_object_grown_after_listing_is_not_held_in_memory(s3_server, bucket, tmp_path, path_kind):
+    import hashlib
+    big = tmp_path / "big"
+    with open(str(big), "wb") as handle:
+        for unused in range(32):
+            handle.write(os.urandom(MIB))
+    put(s3_server, bucket, "cvmfs/grows", b"ten bytes.")
+    conn = conn_options(s3_server)
+    conn.use_fast_path = path_kind == "fast"
+    fast, client_factory, source = engine.connect(conn, bucket, 4)
+    s3 = _GrowsAfterListing(fast, s3_server, bucket, "cvmfs/grows", str(big))
+    options = engine.Options(bucket=bucket, dest=str(tmp_path / "repo"), state_file=str(tmp_path / "state.json"),
+                             max_workers=2, retries=1)
+    tracemalloc.start()
+    try:
+        result = engine.Sync(options, s3, source, client_factory).run()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        fast.close()
+    with open(str(tmp_path / "repo" / "grows"), "rb") as handle:
+        assert hashlib.md5(handle.read()).hexdigest() == md5(big.read_bytes())
+    assert result["transferred_bytes"] == 32 * MIB
+    # held whole, the 32 MiB body would need at least 32 MiB (twice that with the join)
+    assert peak < 8 * MIB, "%.1f MiB of Python memory at the peak" % (peak / MIB)
