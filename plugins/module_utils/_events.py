@@ -66,7 +66,7 @@ except ImportError:  # pragma: no cover - Python 2
 
 from ._common import CvmfsError
 from . import _amqp
-from ._publish_job import EXIT_OK, Lock, Log, PublishJob, load_config as load_job_config
+from ._publish_job import EXIT_OK, Lock, Log, PublishJob, load_config as load_job_config, log_missing_keys
 
 try:
     import pika
@@ -383,13 +383,15 @@ class EventJob(PublishJob):
             state_file=args.state_file, on_invalid=args.on_invalid, symlink_root=args.symlink_root,
             allow_symlink_escape=args.allow_symlink_escape, reject_case_conflicts=args.reject_case_conflicts,
             multipart_threshold=args.multipart_threshold, verify_checksum=not args.no_verify_checksum,
-            retries=args.retries, max_reported=args.max_reported, check_mode=args.check)
+            retries=args.retries, max_reported=args.max_reported, check_mode=args.check,
+            on_missing=args.on_missing)
         what = "planning" if check else "applying"
         self.log.info("%s %d key(s) of %s from s3://%s/%s to %s"
                       % (what, len(self.keys), self.repository, args.bucket, args.prefix, args.dest))
         result = sync_keys(conn, options, self.keys)
         for rejection in result.get("rejections") or []:
             self.log.warning("skipped %s: %s" % (rejection["key"], rejection["reason"]))
+        log_missing_keys(self.log, result)
         return result
 
 

@@ -97,7 +97,7 @@ DEFAULTS = {
 SOURCE_DEFAULTS = {
     "endpoint_url": None, "region": None, "bucket": None, "prefix": "cvmfs/", "sync": True, "delete": True,
     "exclude": [], "ingest_prefix": None, "ingest_dir": "", "addressing_style": "path", "validate_certs": True,
-    "ca_bundle": None, "max_workers": 32, "on_invalid": "fail",
+    "ca_bundle": None, "max_workers": 32, "on_invalid": "fail", "on_missing": "fail",
 }
 
 
@@ -483,6 +483,7 @@ class PublishJob:
             "--max-workers", str(source["max_workers"]),
             "--addressing-style", source["addressing_style"],
             "--on-invalid", source["on_invalid"],
+            "--on-missing", source["on_missing"],
         ]
         if not source["delete"]:
             argv += ["--no-delete"]
@@ -531,6 +532,7 @@ class PublishJob:
         if result is None:
             # an entry point that printed no JSON: count on the scratch area when it matters
             result = {"changed": None}
+        log_missing_keys(self.log, result)
         return result
 
     # ---- transaction ----------------------------------------------------------------------
@@ -737,8 +739,15 @@ def _describe(error):
     return "%s: %s" % (type(error).__name__, error)
 
 
+def log_missing_keys(log, result):
+    """A warning per key the sync found listed but gone when fetched (``on_missing: warn``)."""
+    for key in result.get("missing_keys") or []:
+        log.warning("%s was listed but gone when fetched (deleted or replaced while the sync ran); "
+                    "its local path was left as it was" % key)
+
+
 def _sync_summary(result):
-    keep = ("changed", "added", "updated", "deleted", "unchanged", "rejected", "bytes", "duration")
+    keep = ("changed", "added", "updated", "deleted", "unchanged", "rejected", "missing", "bytes", "duration")
     return dict((k, result[k]) for k in keep if k in result)
 
 

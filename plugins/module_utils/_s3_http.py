@@ -412,7 +412,7 @@ class ListedObject:
     __slots__ = ("key", "size", "etag", "last_modified")
 
     def __init__(self, key, size, etag, last_modified):
-        self.key = key  # bytes, exactly as stored (percent-decoded from the URL encoding)
+        self.key = key  # bytes, exactly as stored (decoded from the listing's URL encoding)
         self.size = size
         self.etag = etag
         self.last_modified = last_modified
@@ -454,6 +454,16 @@ def unmap(text):
     return text.translate(_UNMAP) if text else text
 
 
+def decode_url_key(text):
+    """A key (or prefix) of a listing made with ``encoding-type=url``, as the bytes it names.
+
+    S3 defines the encoding as form encoding: AWS and SeaweedFS send a space as ``+`` and a
+    ``+`` as ``%2B`` (Ceph RGW sends ``%20``, which means the same). Plain percent decoding
+    would turn ``a+b`` back into ``a+b``, a key that does not exist.
+    """
+    return unquote_to_bytes(text.replace("+", " "))
+
+
 def parse_list_page(body, url_encoded=True, prefixes=None):
     """Parse a ListObjectsV2 page: (objects, next continuation token or None).
 
@@ -470,7 +480,7 @@ def parse_list_page(body, url_encoded=True, prefixes=None):
     encoded = url_encoded and (root.findtext(ns + "EncodingType") or "").lower() == "url"
 
     def raw(text):
-        return unquote_to_bytes(text) if encoded else unmap(text).encode("utf-8", "surrogateescape")
+        return decode_url_key(text) if encoded else unmap(text).encode("utf-8", "surrogateescape")
 
     for item in root.iter(ns + "Contents"):
         objects.append(ListedObject(raw(item.findtext(k_key) or ""), int(item.findtext(k_size) or 0),

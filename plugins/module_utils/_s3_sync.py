@@ -56,10 +56,11 @@ except ImportError:  # pragma: no cover - Python < 3.7
 
 
 from ._common import CvmfsError
-from ._s3_http import Endpoint, FastS3, S3Retry, S3HTTPError, SigV4, TransportError, uri_encode, write_all
+from ._s3_http import (Endpoint, FastS3, S3Retry, S3HTTPError, SigV4, TransportError, decode_url_key, uri_encode,
+                       write_all)
 
 try:
-    from urllib.parse import unquote_to_bytes, urlsplit
+    from urllib.parse import urlsplit
 except ImportError:  # pragma: no cover
     raise
 
@@ -421,9 +422,12 @@ class Options:
                  max_workers=32, state_file=None, on_invalid="fail", symlink_root=None,
                  allow_symlink_escape=False, reject_case_conflicts=False,
                  multipart_threshold=64 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024,
-                 verify_checksum=True, retries=5, max_reported=100, check_mode=False, diff=False):
+                 verify_checksum=True, retries=5, max_reported=100, check_mode=False, diff=False,
+                 on_missing="fail"):
         if on_invalid not in ("fail", "skip"):
             raise CvmfsError("on_invalid must be 'fail' or 'skip', not %r" % (on_invalid,))
+        if on_missing not in ("fail", "warn"):
+            raise CvmfsError("on_missing must be 'fail' or 'warn', not %r" % (on_missing,))
         if not bucket:
             raise CvmfsError("bucket must be given")
         if not dest:
@@ -443,6 +447,7 @@ class Options:
         self.max_workers = max_workers
         self.state_file = state_file
         self.on_invalid = on_invalid
+        self.on_missing = on_missing
         self.symlink_root = os.path.abspath(symlink_root) if symlink_root else self.dest
         self.allow_symlink_escape = allow_symlink_escape
         self.reject_case_conflicts = reject_case_conflicts
@@ -564,6 +569,7 @@ class Sync:
         self.client_factory = client_factory
         self.log = log or (lambda message: None)
         self.rejections = []      # (key for display, reason, size)
+        self.missing = []         # (key for display, listed size): listed, but gone when fetched
         self.warnings = []
         self.entries = {}         # entry.name -> Entry ("dir/" for directory markers)
         self.errors = []
@@ -593,6 +599,15 @@ class Sync:
         if entry is not None:
             entry.reason = reason
         if self.o.on_invalid == "fail":
+            self._no_fetch.set()
+
+    def _vanished(self, entry):
+        """The key was listed but is gone now (404 on HEAD or GET): deleted or replaced while we
+        ran. Never silent: reported, and with on_missing=fail nothing is written."""
+        entry.action = "vanished"
+        with self._lock:
+            self.missing.append((display(entry.key), entry.size))
+        if self.o.on_missing == "fail":
             self._no_fetch.set()
 
     def _full_key(self, path, is_dir=False):
@@ -722,7 +737,7 @@ class Sync:
     def _probe(self, entry):
         headers = self._head_key(self._full_key(entry.path, entry.is_dir))
         if headers is None:
-            entry.action = "vanished"
+            self._vanished(entry)
             return
         entry.etag = headers.get("etag", entry.etag).strip('"')
         if headers.get("content-length", "").isdigit():
@@ -783,7 +798,7 @@ class Sync:
             if entry.attrs is None:
                 headers = self._head_key(key)
                 if headers is None:
-                    entry.action = "vanished"
+                    self._vanished(entry)
                     return
                 entry.attrs = object_attributes(headers, entry.is_dir, self.warnings)
                 entry.etag = headers.get("etag", entry.etag).strip('"')
@@ -796,55 +811,47 @@ class Sync:
             self._get_small(entry, key)
 
     def _fetch_small(self, entry, key):
-        """GET into the staging directory. Objects up to BUFFERED bytes are collected in memory
-        and written with one ``write`` into a file created with its final mode (symlink objects
-        never touch the disk here); bigger ones are streamed."""
+        """GET into the staging directory. A body that stays within BUFFERED bytes is collected
+        in memory and written with one ``write`` into a file created with its final mode
+        (symlink objects never touch the disk here); a longer one is streamed to the file from
+        the moment it passes BUFFERED, whatever size the listing gave (an object can grow
+        between the listing and the GET)."""
         if self._abort.is_set():
             raise _Abort()
-        digest = hashlib.md5() if self.o.verify_checksum else None
-        if entry.size <= BUFFERED:
-            chunks = []
-            headers = self.fast.get(key, chunks.append)
-            if headers is None:
-                entry.action = "vanished"
-                return
-            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            if digest is not None:
-                digest.update(body)
-            self._check_body(key, headers, len(body), digest)
-            attrs = self._take_headers(entry, headers, len(body))
-            if attrs.kind != KIND_FILE:
-                return
+
+        def open_staged():
             if entry.staged is None:
                 entry.staged = self._staged_name()
-            fd = os.open(entry.staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, attrs.mode)
-            try:
-                if body:
-                    write_all(fd, body)
-                if attrs.mode & self._umask:
-                    os.fchmod(fd, attrs.mode)
-                os.utime(fd, ns=(attrs.mtime_ns, attrs.mtime_ns))
-            finally:
-                os.close(fd)
-            return
-        if entry.staged is None:
-            entry.staged = self._staged_name()
-        fd = os.open(entry.staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o600)
+            return os.open(entry.staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o600)
+
+        body = _Spool(open_staged, BUFFERED, hashlib.md5() if self.o.verify_checksum else None)
         try:
-            received = [0]
-
-            def sink(chunk):
-                write_all(fd, chunk)
-                received[0] += len(chunk)
-                if digest is not None:
-                    digest.update(chunk)
-
-            headers = self.fast.get(key, sink)
+            headers = self.fast.get(key, body.write)
             if headers is None:
-                entry.action = "vanished"
+                self._vanished(entry)
                 return
-            self._check_body(key, headers, received[0], digest)
-            self._finish_file(entry, fd, headers, received[0])
+            self._check_body(key, headers, body.size, body.digest)
+            if body.fd is None:
+                self._write_buffered(entry, headers, body.buffered())
+            else:
+                self._finish_file(entry, body.fd, headers, body.size)
+        finally:
+            body.close()
+
+    def _write_buffered(self, entry, headers, data):
+        attrs = self._take_headers(entry, headers, len(data))
+        if attrs.kind != KIND_FILE:
+            return
+        reused = entry.staged is not None  # by an earlier attempt: its mode is not ours yet
+        if not reused:
+            entry.staged = self._staged_name()
+        fd = os.open(entry.staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, attrs.mode)
+        try:
+            if data:
+                write_all(fd, data)
+            if reused or attrs.mode & self._umask:
+                os.fchmod(fd, attrs.mode)
+            os.utime(fd, ns=(attrs.mtime_ns, attrs.mtime_ns))
         finally:
             os.close(fd)
 
@@ -892,7 +899,7 @@ class Sync:
             raise _Abort()
         before = self.fast.head(key)
         if before is None:
-            entry.action = "vanished"
+            self._vanished(entry)
             return
         if entry.staged is None:
             entry.staged = self._staged_name()
@@ -995,6 +1002,8 @@ class Sync:
                 self._validate_metadata()
             if self.rejections and o.on_invalid == "fail":
                 raise self._rejection_error()
+            if self.missing and o.on_missing == "fail":
+                raise self._missing_error()
             plan = self._plan(tree, pinned)
             if self.keys is not None:
                 self.keys.adjust_plan(plan, self.entries, self._list_page)
@@ -1122,6 +1131,16 @@ class Sync:
             rejected={"count": len(self.rejections), "bytes": sum(r[2] for r in self.rejections)},
             rejections=[{"key": k, "reason": r} for k, r, unused in self.rejections[:self.o.max_reported]])
 
+    def _missing_error(self):
+        keys = sorted(key for key, unused in self.missing)
+        more = "" if len(keys) <= 10 else " (and %d more)" % (len(keys) - 10)
+        return CvmfsError(
+            "%d key(s) under s3://%s/%s were listed but gone when fetched (deleted or replaced while the sync "
+            "ran) and on_missing=fail, so nothing was written: %s%s. Run the sync again, or set on_missing=warn "
+            "to sync everything else." % (len(keys), self.o.bucket, self.o.prefix, ", ".join(keys[:10]), more),
+            missing={"count": len(keys), "bytes": sum(size for unused, size in self.missing)},
+            missing_keys=keys[:self.o.max_reported])
+
     # ---------------------------------------------------------------- planning
 
     def _plan(self, tree, pinned=()):
@@ -1131,11 +1150,10 @@ class Sync:
         dirs = {}         # path -> Entry or None (implied by a key below it)
         protected = set(pinned)
         for entry in self.entries.values():
-            if entry.reason is not None:
+            if entry.reason is not None or entry.action == "vanished":
+                # a rejected key, or one gone when fetched: its local path stays as it was
                 protected.add(entry.path)
                 protected.update(_parents(entry.path))
-                continue
-            if entry.action == "vanished":
                 continue
             if entry.is_dir:
                 dirs[entry.path] = entry
@@ -1338,6 +1356,11 @@ class Sync:
                 paths[name] = sorted(display(item[0]) for item in items)
         result["rejected"] = {"count": len(self.rejections), "bytes": sum(r[2] for r in self.rejections)}
         result["rejections"] = [{"key": k, "reason": r} for k, r, unused in self.rejections[:cap]]
+        missing = sorted(self.missing)
+        result["missing"] = {"count": len(missing), "bytes": sum(size for unused, size in missing)}
+        result["missing_keys"] = [key for key, unused in missing[:cap]]
+        self.warnings.extend("s3://%s/%s was listed but gone when fetched (deleted or replaced while the sync ran); "
+                             "its local path was left as it was" % (self.o.bucket, key) for key, unused in missing)
         result["changed"] = any(paths.values())
         result["changed_paths"] = dict((k, v[:cap]) for k, v in paths.items())
         result["changed_paths_truncated"] = any(len(v) > cap for v in paths.values())
@@ -1349,6 +1372,41 @@ class Sync:
             lines += ["- %s" % p for p in paths["deleted"]]
             result["diff"] = {"prepared": "\n".join(lines) + ("\n" if lines else "")}
         return result
+
+
+class _Spool:
+    """A GET body: held in memory up to ``limit`` bytes, then moved to the file ``open_file()``
+    returns and streamed there, so memory per download stays bounded whatever its length."""
+
+    def __init__(self, open_file, limit, digest=None):
+        self.open_file = open_file
+        self.limit = limit
+        self.digest = digest
+        self.chunks = []
+        self.size = 0
+        self.fd = None
+
+    def write(self, chunk):
+        if self.digest is not None:
+            self.digest.update(chunk)
+        self.size += len(chunk)
+        if self.fd is not None:
+            write_all(self.fd, chunk)
+            return
+        self.chunks.append(chunk)
+        if self.size > self.limit:
+            self.fd = self.open_file()
+            for piece in self.chunks:
+                write_all(self.fd, piece)
+            self.chunks = None
+
+    def buffered(self):
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _big_error(key, error):
@@ -1653,7 +1711,7 @@ class BotoS3:
             raise self._error(error, "listing s3://%s/%s" % (self.bucket, prefix))
         objects = []
         for item in page.get("Contents", []):
-            objects.append(ListedObject(unquote_to_bytes(item["Key"]), int(item.get("Size", 0)),
+            objects.append(ListedObject(decode_url_key(item["Key"]), int(item.get("Size", 0)),
                                         item.get("ETag", "").strip('"'),
                                         item["LastModified"].strftime("%Y-%m-%dT%H:%M:%S.000Z")))
         return objects, (page.get("NextContinuationToken") if page.get("IsTruncated") else None)
@@ -1795,11 +1853,10 @@ class _KeysMode:
         if not self.o.delete:
             return
         dest = self.o.dest
-        in_s3 = set()  # paths that exist in S3 (rejected keys included) and their parents
+        in_s3 = set()  # paths listed in S3 (rejected and vanished keys included) and their parents
         for entry in entries.values():
-            if entry.action != "vanished":
-                in_s3.add(entry.path)
-                in_s3.update(_parents(entry.path))
+            in_s3.add(entry.path)
+            in_s3.update(_parents(entry.path))
         deleting = set(p for p, _local in plan["delete"])
         candidates = set()
         for path in deleting | (touched - in_s3):

@@ -26,7 +26,8 @@ The result is one JSON object on stdout (the module's return values; on failure 
 ``msg`` and the module's extra keys). Exit status:
 
 * 0 — success; ``changed`` in the JSON says whether anything changed
-* 1 — the sync failed (S3 or local error); nothing was half-written
+* 1 — the sync failed (S3 or local error, or keys listed but gone when fetched with
+  ``--on-missing fail``, the default); nothing was half-written
 * 2 — bad usage (unknown option, bad value)
 * 3 — keys were rejected and ``--on-invalid fail`` (the default): nothing was written
 * 4 — another run holds the lock on the state file or on the destination directory
@@ -73,6 +74,8 @@ def _parser():
     p.add_argument("--max-workers", type=int, default=32)
     p.add_argument("--state-file")
     p.add_argument("--on-invalid", choices=("fail", "skip"), default="fail")
+    p.add_argument("--on-missing", choices=("fail", "warn"), default="fail",
+                   help="keys listed but gone when fetched: fail (write nothing) or warn (sync the rest)")
     p.add_argument("--symlink-root")
     p.add_argument("--allow-symlink-escape", action="store_true")
     p.add_argument("--reject-case-conflicts", action="store_true")
@@ -121,7 +124,8 @@ def main(argv=None):
             state_file=args.state_file, on_invalid=args.on_invalid, symlink_root=args.symlink_root,
             allow_symlink_escape=args.allow_symlink_escape, reject_case_conflicts=args.reject_case_conflicts,
             multipart_threshold=args.multipart_threshold, verify_checksum=not args.no_verify_checksum,
-            retries=args.retries, max_reported=args.max_reported, check_mode=args.check, diff=args.diff)
+            retries=args.retries, max_reported=args.max_reported, check_mode=args.check, diff=args.diff,
+            on_missing=args.on_missing)
         result.update(sync(conn, options, log=logging.getLogger("s3_sync").info))
         status = EXIT_OK
     except CvmfsError as error:

@@ -152,6 +152,18 @@ options:
     type: str
     choices: [fail, skip]
     default: fail
+  on_missing:
+    description:
+      - What to do with keys that were listed but are gone (HTTP 404) when they are fetched,
+        because they were deleted or replaced while the sync ran.
+      - V(fail) stops before anything is written and names the keys (in RV(missing_keys) and
+        the message); running again then sees the bucket's new state.
+      - V(warn) syncs everything else, leaves the local paths of those keys as they were
+        (a later run removes them when the keys stay gone), and reports them in RV(missing),
+        RV(missing_keys) and a warning each.
+    type: str
+    choices: [fail, warn]
+    default: fail
   prefix:
     description:
       - Key prefix to mirror; a missing trailing C(/) is added. The empty string mirrors the
@@ -274,6 +286,17 @@ duration:
   description: Seconds the run took.
   returned: success
   type: float
+missing:
+  description: Keys listed but gone when they were fetched (see O(on_missing)), and their listed size.
+  returned: always
+  type: dict
+  sample: {"count": 1, "bytes": 20}
+missing_keys:
+  description: The keys counted in RV(missing), sorted, at most O(max_reported).
+  returned: always
+  type: list
+  elements: str
+  sample: ["cvmfs/lib/old.so"]
 rejected:
   description: Keys rejected (see O(on_invalid)) and their size.
   returned: always
@@ -304,7 +327,8 @@ updated:
   type: dict
   sample: {"count": 3, "bytes": 1024}
 warnings:
-  description: Metadata values that could not be parsed and were ignored.
+  description: Metadata values that could not be parsed and were ignored, and keys gone when fetched
+      (see O(on_missing)).
   returned: success
   type: list
   elements: str
@@ -346,6 +370,7 @@ class S3SyncModule(CvmfsModule):
         max_workers=dict(type="int", default=32),
         multipart_threshold=dict(type="int", default=64 * 1024 * 1024),
         on_invalid=dict(type="str", choices=["fail", "skip"], default="fail"),
+        on_missing=dict(type="str", choices=["fail", "warn"], default="fail"),
         prefix=dict(type="str", default="cvmfs/"),
         profile=dict(type="str", fallback=(env_fallback, ["AWS_PROFILE"])),
         region=dict(type="str", fallback=(env_fallback, ["AWS_REGION", "AWS_DEFAULT_REGION"])),
@@ -382,7 +407,7 @@ class S3SyncModule(CvmfsModule):
             reject_case_conflicts=p["reject_case_conflicts"],
             multipart_threshold=p["multipart_threshold"], verify_checksum=p["verify_checksum"],
             retries=p["retries"], max_reported=p["max_reported"],
-            check_mode=self.check_mode, diff=self.diff_mode)
+            check_mode=self.check_mode, diff=self.diff_mode, on_missing=p["on_missing"])
         try:
             result = sync(conn, options)
         except CvmfsError:

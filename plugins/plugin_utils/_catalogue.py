@@ -106,6 +106,10 @@ SOURCE_SPEC = {
                    "description": "What the sync does with keys it must refuse (C(..) segments, control bytes, "
                                   "escaping symlinks...): V(fail) publishes nothing until they are fixed, V(skip) "
                                   "publishes the rest and logs each refused key."},
+    "on_missing": {"type": "str", "default": "fail", "choices": ["fail", "warn"],
+                   "description": "What the sync does with keys listed but gone when fetched (deleted or replaced "
+                                  "while it ran): V(fail) publishes nothing this run and names them (the next run "
+                                  "sees the new state), V(warn) publishes the rest and logs each such key."},
     "schedule": {"type": "str", "default": "*:0/10",
                  "description": "systemd C(OnCalendar=) of the publish job (default every 10 minutes)."},
     "credentials": {"type": "dict", "options": CREDENTIALS_SPEC,

@@ -261,3 +261,54 @@ def test_many_files_are_installed_in_parallel(s3, where):
             assert handle.read() == b"%d" % number
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o750
     assert run(s3, where)["changed"] is False
+
+
+def test_spool_keeps_small_bodies_in_memory_and_streams_longer_ones(tmp_path):
+    opened = []
+
+    def open_file():
+        opened.append(str(tmp_path / "staged"))
+        return os.open(opened[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+    small = engine._Spool(open_file, 10, hashlib.md5())
+    for chunk in (b"0123", b"456789"):
+        small.write(chunk)
+    assert small.fd is None and not opened and small.buffered() == b"0123456789" and small.size == 10
+    assert small.digest.hexdigest() == hashlib.md5(b"0123456789").hexdigest()
+    longer = engine._Spool(open_file, 10)
+    for chunk in (b"0123", b"456789", b"A", b"BCDEF" * 1000):
+        longer.write(chunk)
+        assert longer.chunks is None or sum(len(c) for c in longer.chunks) <= 10
+    longer.close()
+    assert longer.size == 5011 and opened == [str(tmp_path / "staged")]
+    assert (tmp_path / "staged").read_bytes() == b"0123456789A" + b"BCDEF" * 1000
+
+
+def test_object_longer_than_listed_is_streamed_to_disk(s3, where, monkeypatch):
+    """The listing says 5 bytes, the GET brings 3 MiB: written complete, never held whole."""
+    s3.put("cvmfs/grows", b"small")
+    body = os.urandom(3 * 1024 * 1024)
+    held = []
+
+    def get(key, sink):
+        s3.put(key, body, mode="0640")
+        for start in range(0, len(body), 65536):
+            sink(body[start:start + 65536])
+        return dict(s3.objects[key.encode()][1])
+
+    real_spool = engine._Spool
+
+    class Watched(real_spool):
+        def write(self, chunk):
+            real_spool.write(self, chunk)
+            held.append(0 if self.chunks is None else sum(len(c) for c in self.chunks))
+
+    monkeypatch.setattr(engine, "_Spool", Watched)
+    monkeypatch.setattr(s3, "get", get)
+    result = run(s3, where)
+    dest = where[0]
+    with open(os.path.join(dest, "grows"), "rb") as handle:
+        assert handle.read() == body
+    assert stat.S_IMODE(os.stat(os.path.join(dest, "grows")).st_mode) == 0o640
+    assert result["transferred_bytes"] == len(body)
+    assert max(held) <= engine.BUFFERED

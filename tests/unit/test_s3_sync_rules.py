@@ -219,6 +219,27 @@ def test_list_page_parsing_url_encoded_keys():
         (b"cvmfs/a\nb\xff", 3, "abc", "2026-11-23T13:04:05.000Z")]
 
 
+def test_list_page_decodes_keys_as_encoding_type_url_defines():
+    """encoding-type=url is form encoding: "+" stands for a space (AWS, SeaweedFS), a literal
+    "+" comes as %2B, and RGW's %20 for a space means the same."""
+    body = (b'<?xml version="1.0"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b'<EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>'
+            b'<Contents><Key>cvmfs/Transparent+Busy.ani</Key><Size>1</Size></Contents>'
+            b'<Contents><Key>cvmfs/a%2Bb+c%20d</Key><Size>1</Size></Contents>'
+            b'<Contents><Key>cvmfs/50%2525+x%26y</Key><Size>1</Size></Contents>'
+            b'<Contents><Key>cvmfs%2Fcaf%C3%A9+%E2%82%AC</Key><Size>1</Size></Contents>'
+            b'<CommonPrefixes><Prefix>cvmfs/dir+with%2Bplus/</Prefix></CommonPrefixes>'
+            b'<CommonPrefixes><Prefix>cvmfs/x&amp;y/</Prefix></CommonPrefixes></ListBucketResult>')
+    prefixes = []
+    objects, token = http.parse_list_page(body, prefixes=prefixes)
+    assert token is None
+    assert [o.key for o in objects] == [b"cvmfs/Transparent Busy.ani", b"cvmfs/a+b c d", b"cvmfs/50%25 x&y",
+                                        u"cvmfs/caf\u00e9 \u20ac".encode("utf-8")]
+    assert prefixes == [b"cvmfs/dir with+plus/", b"cvmfs/x&y/"]
+    unencoded = body.replace(b"<EncodingType>url</EncodingType>", b"")
+    assert [o.key for o in http.parse_list_page(unencoded)[0]][:2] == [b"cvmfs/Transparent+Busy.ani", b"cvmfs/a%2Bb+c%20d"]
+
+
 def test_list_page_survives_rgw_raw_prefix_echo():
     """RGW echoes a requested prefix unencoded: control characters as invalid character
     references, invalid UTF-8 as raw bytes. Keys must still come out byte-exact."""

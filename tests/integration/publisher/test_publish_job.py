@@ -505,3 +505,35 @@ def test_bad_config_exits_2(tmp_path, package_dir):
                           env=dict(os.environ, PYTHONPATH=package_dir), capture_output=True, check=False, text=True)
     assert proc.returncode == 2
     assert "lacks 'state_dir'" in proc.stderr
+
+
+@pytest.fixture
+def vanishing(site):
+    """The job's S3 endpoint goes through a proxy that deletes ``cvmfs/gone`` just before it is
+    first fetched (HEAD or GET): a key listed, then gone."""
+    from ..test_s3_sync_listing import _deleting_proxy
+    site.put("cvmfs/kept", b"stays")
+    site.put("cvmfs/gone", b"deleted before it is fetched")
+    proxy = _deleting_proxy(site.s3, site.bucket, {"cvmfs/gone"})
+    site.config["source"]["endpoint_url"] = proxy.url
+    yield site
+    proxy.close()
+
+
+def test_a_key_gone_when_fetched_fails_the_job_by_default(vanishing):
+    result = vanishing.run()
+    assert result.returncode == 1, result.log
+    assert "cvmfs/gone" in result.log and "on_missing" in result.log
+    assert vanishing.tree(vanishing.published()) == {}
+    assert vanishing.last_run()["outcome"] == "failed"
+    assert_clean(vanishing)
+
+
+def test_on_missing_warn_publishes_the_rest_and_logs_the_key(vanishing):
+    vanishing.config["source"]["on_missing"] = "warn"
+    result = vanishing.run(plan_first=False)
+    assert result.returncode == 0, result.log
+    assert vanishing.tree(vanishing.published()) == {"kept": b"stays"}
+    assert [line for line in result.log.splitlines() if "cvmfs/gone" in line and "gone when fetched" in line]
+    assert vanishing.last_run()["sync"]["missing"] == {"count": 1, "bytes": len(b"deleted before it is fetched")}
+    assert_clean(vanishing)

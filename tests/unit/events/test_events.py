@@ -156,16 +156,17 @@ def test_keys_mode_uses_the_job_sync_options(tmp_path, monkeypatch):
         "lock_file": str(tmp_path / "lock"), "mount_dir": str(tmp_path / "cvmfs"), "credentials_file": str(creds),
         "source": {"bucket": "software", "prefix": "cvmfs/team-a/", "endpoint_url": "https://rgw.example.org",
                    "region": "default", "delete": False, "exclude": ["scratch"], "max_workers": 7,
-                   "on_invalid": "skip", "validate_certs": False}}))
+                   "on_invalid": "skip", "on_missing": "warn", "validate_certs": False}}))
     seen = {}
 
     def fake_sync_keys(conn, options, keys, log=None):
         seen.update(conn=conn, options=options, keys=keys)
-        return {"changed": False}
+        return {"changed": False, "missing_keys": ["cvmfs/team-a/x"]}
 
     monkeypatch.setattr(_s3_sync, "sync_keys", fake_sync_keys)
     job = events.EventJob(config, events.Log(stream=open(str(tmp_path / "log"), "w")), keys={"cvmfs/team-a/x"})
-    assert job.run_sync(check=True) == {"changed": False}
+    assert job.run_sync(check=True)["changed"] is False
+    assert "cvmfs/team-a/x was listed but gone when fetched" in (tmp_path / "log").read_text()
     options, conn = seen["options"], seen["conn"]
     assert seen["keys"] == ["cvmfs/team-a/x"]
     assert options.bucket == "software" and options.prefix == "cvmfs/team-a/" and options.check_mode
@@ -173,6 +174,7 @@ def test_keys_mode_uses_the_job_sync_options(tmp_path, monkeypatch):
     assert options.symlink_root == str(tmp_path / "cvmfs" / "sw.example.org")  # the whole repository
     assert options.state_file == str(tmp_path / "state" / "sync-state.json")
     assert not options.delete and options.max_workers == 7 and options.on_invalid == "skip"
+    assert options.on_missing == "warn"
     assert options.filter.excluded("scratch/file")
     assert conn.endpoint_url == "https://rgw.example.org" and conn.region == "default" and not conn.validate_certs
     assert (conn.access_key, conn.secret_key) == ("AK", "SK")

@@ -76,6 +76,9 @@ def test_publisher_jobs_inherit_and_extend_the_source():
     assert publisher_jobs(catalogue, "somebody-else") == []
     (root,) = publisher_jobs([entry(publishers=[{"host": "p"}], source={"bucket": "b"})], "p")
     assert root["lease"] == "sw.example.org" and root["source"]["prefix"] == "cvmfs/"
+    assert root["source"]["on_missing"] == "fail"  # a publish that does not match the bucket fails
+    (warn,) = publisher_jobs([entry(publishers=[{"host": "p"}], source={"bucket": "b", "on_missing": "warn"})], "p")
+    assert warn["source"]["on_missing"] == "warn"
 
 
 @pytest.mark.parametrize("entries, expected", [
