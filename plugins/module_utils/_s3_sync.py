@@ -75,6 +75,9 @@ META_SYMLINK = "symlink-target"    # the object is a symlink to this (percent-en
 DEFAULT_FILE_MODE = 0o644
 DEFAULT_DIR_MODE = 0o755
 MODE_MASK = 0o777                  # setuid, setgid and sticky bits are never applied
+NO_SHARED_WRITE = 0o755            # group and world write bits are never applied
+OWNER_FILE = 0o600                 # the owner keeps read and write on files
+OWNER_DIR = 0o700                  # and everything on directories (later runs write there)
 
 STAGING_PREFIX = ".s3sync-staging."
 BUFFERED = 1024 * 1024             # objects up to this size are written with one write()
@@ -242,6 +245,13 @@ def parse_http_date_ns(value):
     return int(mktime_tz(parsed)) * 1000000000
 
 
+def safe_mode(mode, is_dir):
+    """The permission bits applied for ``mode`` asked by an uploader: no setuid/setgid/sticky,
+    no group or world write, and the owner keeps rw (files) or rwx (directories), so that no
+    object's metadata can make the tree writable by others or lock out the next run."""
+    return (mode & NO_SHARED_WRITE) | (OWNER_DIR if is_dir else OWNER_FILE)
+
+
 def parse_s3cmd_attrs(value):
     attrs = {}
     for item in value.split("/"):
@@ -294,7 +304,7 @@ def object_attributes(headers, is_dir=False, warnings=None):
     if mtime is None:
         mtime = int(time.time()) * 1000000000
     if is_dir:
-        return Attributes("d", DEFAULT_DIR_MODE if mode is None else mode, mtime)
+        return Attributes("d", DEFAULT_DIR_MODE if mode is None else safe_mode(mode, True), mtime)
     if link is not None:
         try:
             from urllib.parse import unquote
@@ -302,7 +312,7 @@ def object_attributes(headers, is_dir=False, warnings=None):
         except UnicodeDecodeError:
             target = None
         return Attributes("l", 0o777, mtime, target if target is not None else "")
-    return Attributes("f", DEFAULT_FILE_MODE if mode is None else mode, mtime)
+    return Attributes("f", DEFAULT_FILE_MODE if mode is None else safe_mode(mode, False), mtime)
 
 
 # --------------------------------------------------------------------------------------------
@@ -664,7 +674,8 @@ class Sync:
         state = entry.state
         if entry.is_dir:
             if state is not None and state[0] == entry.etag and state[2] == entry.last_modified \
-                    and local is not None and local[0] == KIND_DIR and local[3] == state[4]:
+                    and local is not None and local[0] == KIND_DIR and local[3] == state[4] \
+                    and local[3] == safe_mode(local[3], True):
                 entry.action = "keep"
             else:
                 entry.action = "probe"
@@ -675,7 +686,8 @@ class Sync:
         if state is not None:
             kind = KIND_LINK if state[5] is not None else KIND_FILE
             vouched = local[0] == kind and _seconds(local[2]) == state[3] and local[3] == state[4] \
-                and (kind == KIND_LINK or local[1] == state[1])
+                and (kind == KIND_LINK or (local[1] == state[1] and local[3] == safe_mode(local[3], False)))
+            # (a mode no run applies today, e.g. 0666 from an older version, is probed and fixed)
             if vouched and (state[0] != entry.etag or state[1] != entry.size):
                 entry.action = "fetch"  # the local file is what we wrote; the object changed since
                 return
