@@ -508,7 +508,9 @@ def walk(dest, path_filter):
     Returns ``(tree, pinned, stale)``: ``tree`` maps relative paths to
     ``(kind, size, mtime_ns, mode)``; ``pinned`` holds directories that contain excluded
     entries (never removed); ``stale`` lists leftover staging directories. Symlinks are never
-    followed and excluded subtrees are not entered.
+    followed and excluded subtrees are not entered. Anything else with the staging
+    directory's reserved name at the top is in ``tree`` whatever the filters say (the plan
+    always removes it: no key can give it, so nothing else would).
     """
     tree = {}
     pinned = set()
@@ -525,10 +527,11 @@ def walk(dest, path_filter):
             for item in iterator:
                 name = item.name
                 path = rel + "/" + name if rel else name
-                if not rel and name.startswith(STAGING_PREFIX):
+                reserved = not rel and name.startswith(STAGING_PREFIX)
+                if reserved and item.is_dir(follow_symlinks=False):
                     stale.append(item.path)
                     continue
-                if excluding and path_filter.excluded(path):
+                if excluding and not reserved and path_filter.excluded(path):
                     index = path.rfind("/")
                     while index > 0:
                         pinned.add(path[:index])
@@ -558,6 +561,11 @@ def _parents(path):
         index = path.rfind("/", 0, index)
 
 
+def _is_reserved(path):
+    """A top-level name that belongs to the staging directory (no key may give it)."""
+    return "/" not in path and path.startswith(STAGING_PREFIX)
+
+
 class _Abort(Exception):
     pass
 
@@ -584,7 +592,7 @@ class Sync:
         self._listed = False
         self._lock = threading.Lock()
         self._abort = threading.Event()       # a fatal error: stop everything
-        self._no_fetch = threading.Event()    # a rejection under on_invalid=fail: list, don't fetch
+        self._no_fetch = threading.Event()    # a rejection under on_invalid=fail: HEAD, don't download
         self._all_done = threading.Event()
         self._transfer = None
         self._transfer_lock = threading.Lock()
@@ -716,7 +724,7 @@ class Sync:
             if entry is None:
                 return
             try:
-                if not (self._abort.is_set() or self._no_fetch.is_set() or entry.reason is not None):
+                if not (self._abort.is_set() or entry.reason is not None):
                     if entry.action == "probe":
                         self._probe(entry)
                     if entry.action == "fetch":
@@ -790,8 +798,9 @@ class Sync:
 
     def _fetch(self, entry):
         key = self._full_key(entry.path, entry.is_dir)
-        if self.o.check_mode or entry.is_dir:
-            # check mode: learn the metadata (symlink targets are checked) without downloading
+        if self.o.check_mode or entry.is_dir or self._no_fetch.is_set():
+            # check mode, or a run that will fail on rejected keys: learn the metadata (symlink
+            # targets are checked) without downloading
             if entry.attrs is None:
                 headers = self._head_key(key)
                 if headers is None:
@@ -1001,10 +1010,11 @@ class Sync:
                                  exception=getattr(error, "exception", None) or error, **extra)
             if self.keys is not None:
                 self.keys.check_conflicts()
-            # with on_invalid=fail, rejections found in the listing end the run before any
-            # symlink target is judged (whether a download finished first would be luck)
-            if not (self.rejections and o.on_invalid == "fail"):
-                self._validate_metadata()
+            else:
+                self._validate_type_changes(pinned)
+            # after a rejection under on_invalid=fail the workers only HEADed (no download), so
+            # every symlink target is known and judged now, not one run later
+            self._validate_metadata()
             if self.rejections and o.on_invalid == "fail":
                 raise self._rejection_error()
             plan = self._plan(tree, pinned)
@@ -1064,7 +1074,7 @@ class Sync:
                 self._decide(entry)
                 if entry.action != "keep":
                     batch.append(entry)
-            if batch and not self._no_fetch.is_set():
+            if batch:
                 self._queued += len(batch)
                 with self._lock:
                     self._pending += len(batch)
@@ -1113,6 +1123,18 @@ class Sync:
                         display(o.prefix + probe), ", ".join(display(o.prefix + p) for p in clashing[probe][:3])),
                         entry.size, entry)
                     break
+
+    def _validate_type_changes(self, pinned):
+        """Refuse a file or symlink key whose local path is a directory holding excluded
+        content: replacing the directory would remove what the filters say to keep."""
+        for entry in self.entries.values():
+            local = entry.local
+            if entry.is_dir or entry.reason is not None or entry.action == "vanished" \
+                    or local is None or local[0] != KIND_DIR or entry.path not in pinned:
+                continue
+            self._reject(display(entry.key), "would replace the local directory %s, which holds excluded "
+                         "content (kept by include/exclude); move that content or exclude this key too"
+                         % display(entry.path), entry.size, entry)
 
     def _validate_metadata(self):
         o = self.o
@@ -1220,21 +1242,23 @@ class Sync:
             else:
                 plan["unchanged"].append((path, entry.size))
         # 4. what disappeared from S3: children before parents; a directory only when it
-        #    ends up empty
-        if o.delete:
-            survivors = set()
-            selected = o.filter.selected
-            for path in sorted(tree, reverse=True):
-                local = tree[path]
-                keep = (path in files or path in dirs or path in protected or path in survivors
-                        or (local[0] != KIND_DIR and not selected(path)))
-                if keep:
-                    survivors.update(_parents(path))
-                    continue
-                if gone(path):
-                    continue
-                plan["delete"].append((path, local))
-                plan["deleted"].append((path, local[1] if local[0] == KIND_FILE else 0))
+        #    ends up empty. A reserved name at the top goes in any case.
+        survivors = set()
+        selected = o.filter.selected
+        for path in sorted(tree, reverse=True):
+            reserved = _is_reserved(path)
+            if not (o.delete or reserved):
+                continue
+            local = tree[path]
+            keep = not reserved and (path in files or path in dirs or path in protected or path in survivors
+                                     or (local[0] != KIND_DIR and not selected(path)))
+            if keep:
+                survivors.update(_parents(path))
+                continue
+            if gone(path):
+                continue
+            plan["delete"].append((path, local))
+            plan["deleted"].append((path, local[1] if local[0] == KIND_FILE else 0))
         return plan
 
     # ---------------------------------------------------------------- apply
