@@ -17,13 +17,16 @@ How a run goes (all-or-nothing):
    objects whose metadata may have changed. Big objects go through boto3's transfer manager.
    In check mode nothing is downloaded: new or changed objects are only HEADed.
 3. **Validate.** Rules that need the whole listing (file/directory collisions, case-only
-   duplicates) and the metadata (symlink targets) run. With ``on_invalid=fail`` any rejected
-   key ends the run here: the staging directory is removed and nothing at a final path was
-   touched.
-4. **Apply.** Paths whose type changed are removed, directories created, staged files
-   renamed into place (each ``rename`` is atomic: a reader sees the old or the new complete
-   file, never a part), symlinks replaced atomically, modes and mtimes fixed, and (with
-   ``delete``) what disappeared from S3 removed. Then the state file is written.
+   duplicates, file keys that would replace a directory holding excluded content) and the
+   metadata (symlink targets) run. With ``on_invalid=fail`` any rejected key ends the run
+   here: the staging directory is removed and nothing at a final path was touched.
+4. **Apply.** First the plan is checked against the local permissions (every directory to
+   write into writable and on the staging directory's file system, every path whose mode is
+   set owned by us): a run that could not finish fails before changing anything. Then
+   directory modes are fixed, paths whose type changed are removed, directories created,
+   staged files renamed into place (each ``rename`` is atomic: a reader sees the old or the
+   new complete file, never a part), symlinks replaced atomically, modes and mtimes fixed,
+   and (with ``delete``) what disappeared from S3 removed. Then the state file is written.
 
 "Unchanged" is decided from the state file (key -> ETag, size, LastModified, and the mode,
 mtime and symlink target we gave the local file), checked against ``lstat`` of the local
@@ -1023,7 +1026,15 @@ class Sync:
             self.log("plan: %d to add, %d to update, %d to delete" % (
                 len(plan["added"]), len(plan["updated"]), len(plan["deleted"])))
             if not o.check_mode:
-                self._apply(plan)
+                problems = _local_problems(o.dest, plan, tree, os.lstat(self.staging).st_dev)
+                if problems:
+                    raise self._local_problems_error(problems)
+                try:
+                    self._apply(plan)
+                except (OSError, IOError) as error:
+                    raise CvmfsError("applying the sync into %s failed part-way: %s. Paths already done are "
+                                     "new, the others old; every file is complete. Fix the cause and run "
+                                     "again to finish." % (o.dest, error), exception=error, partially_applied=True)
                 self.log("applied")
                 self._save_state(state)
             return self._result(plan)
@@ -1156,6 +1167,15 @@ class Sync:
             rejected={"count": len(self.rejections), "bytes": sum(r[2] for r in self.rejections)},
             rejections=[{"key": k, "reason": r} for k, r, unused in self.rejections[:self.o.max_reported]])
 
+    def _local_problems_error(self, problems):
+        shown = "; ".join("%s: %s" % (display(path or "."), why) for path, why in problems[:10])
+        more = "" if len(problems) <= 10 else " (and %d more)" % (len(problems) - 10)
+        return CvmfsError(
+            "cannot apply the sync into %s as uid %d, so nothing was changed: %s%s. The user running "
+            "the sync must own every path below dest (and dest must be one file system)."
+            % (self.o.dest, os.geteuid(), shown, more), partially_applied=False,
+            local_problems=[{"path": display(p), "problem": w} for p, w in problems[:self.o.max_reported]])
+
     # ---------------------------------------------------------------- planning
 
     def _plan(self, tree, pinned=()):
@@ -1264,7 +1284,13 @@ class Sync:
     # ---------------------------------------------------------------- apply
 
     def _apply(self, plan):
+        """Carry out the plan. The checks of :func:`_local_problems` ran first, so what can
+        still fail here is the unforeseeable (disk full, a path changed by someone else)."""
         dest = self.o.dest
+        # existing directories first: every mode applied keeps the owner's rwx (safe_mode), so
+        # this unlocks a directory an older version left read-only before anything is written in it
+        for path, mode in plan["dir_modes"]:
+            os.chmod(os.path.join(dest, path), mode)
         for path, local in plan["remove_in_way"]:
             full = os.path.join(dest, path)
             if local[0] == KIND_DIR:
@@ -1286,8 +1312,7 @@ class Sync:
                 os.rmdir(full)
             else:
                 os.unlink(full)
-        # directory modes last, so a read-only directory does not block the writes above
-        for path, mode in plan["mkdir"] + plan["dir_modes"]:
+        for path, mode in plan["mkdir"]:
             os.chmod(os.path.join(dest, path), mode)
 
     def _install_one(self, entry):
@@ -1385,6 +1410,85 @@ class Sync:
             lines += ["- %s" % p for p in paths["deleted"]]
             result["diff"] = {"prepared": "\n".join(lines) + ("\n" if lines else "")}
         return result
+
+
+def _parent(path):
+    return path.rpartition("/")[0]
+
+
+def _directories_written(plan, tree):
+    """The existing directories ``_apply`` writes into: ``{relative path: True when files are
+    renamed into it}`` ("" is dest; a directory the plan creates counts as its nearest existing
+    parent), and the set of those emptied by a type change (they are listed, so read too)."""
+    created = set(path for path, unused in plan["mkdir"])
+    written = {}
+    emptied = set()
+
+    def write_into(directory, rename=False):
+        while directory in created:
+            directory = _parent(directory)
+        written[directory] = written.get(directory, False) or rename
+
+    for path, local in plan["remove_in_way"]:
+        write_into(_parent(path))
+        if local[0] == KIND_DIR:
+            below = path + "/"
+            emptied.add(path)
+            emptied.update(other for other, info in tree.items() if other.startswith(below) and info[0] == KIND_DIR)
+    for directory in emptied:
+        write_into(directory)
+    for path in created:
+        write_into(_parent(path), rename=True)
+    for entry in plan["install"]:
+        write_into(_parent(entry.path), rename=True)
+    for path, unused in plan["delete"]:
+        write_into(_parent(path))
+    return written, emptied
+
+
+def _local_problems(dest, plan, tree, staging_dev):
+    """``[(path, problem)]`` for every local path ``_apply`` would fail to change: directories
+    to write into that this user may not write, or that are on another file system than the
+    staging directory (a rename cannot cross it), and paths whose mode or mtime is set that
+    this user does not own. Checked before the first change, so a run that cannot finish
+    changes nothing."""
+    uid = os.geteuid()
+    chmodded = set(path for path, unused in plan["dir_modes"])
+    written, emptied = _directories_written(plan, tree)
+    problems = []
+    for directory in sorted(written):
+        full = os.path.join(dest, directory) if directory else dest
+        try:
+            st = os.lstat(full)
+        except OSError as error:
+            problems.append((directory, "cannot stat: %s" % error.strerror))
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            problems.append((directory, "not a directory any more"))
+            continue
+        needed = os.W_OK | os.X_OK | (os.R_OK if directory in emptied else 0)
+        unlocked_first = directory in chmodded and uid in (0, st.st_uid)  # see _apply
+        if not unlocked_first and not _may_access(full, needed):
+            problems.append((directory, "directory not writable (owner uid %d, mode %04o)"
+                             % (st.st_uid, stat.S_IMODE(st.st_mode))))
+        if written[directory] and st.st_dev != staging_dev:
+            problems.append((directory, "on another file system than dest (a mount point inside dest)"))
+    if uid != 0:
+        for path in sorted(chmodded | set(e.path for e in plan["meta"])):
+            try:
+                st = os.lstat(os.path.join(dest, path))
+            except OSError as error:
+                problems.append((path, "cannot stat: %s" % error.strerror))
+                continue
+            if st.st_uid != uid:
+                problems.append((path, "owned by uid %d: its mode and mtime cannot be set" % st.st_uid))
+    return problems
+
+
+def _may_access(path, mode):
+    if os.access in os.supports_effective_ids:
+        return os.access(path, mode, effective_ids=True)
+    return os.access(path, mode)
 
 
 def _big_error(key, error):
