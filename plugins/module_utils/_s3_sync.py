@@ -17,13 +17,16 @@ How a run goes (all-or-nothing):
    objects whose metadata may have changed. Big objects go through boto3's transfer manager.
    In check mode nothing is downloaded: new or changed objects are only HEADed.
 3. **Validate.** Rules that need the whole listing (file/directory collisions, case-only
-   duplicates) and the metadata (symlink targets) run. With ``on_invalid=fail`` any rejected
-   key ends the run here: the staging directory is removed and nothing at a final path was
-   touched.
-4. **Apply.** Paths whose type changed are removed, directories created, staged files
-   renamed into place (each ``rename`` is atomic: a reader sees the old or the new complete
-   file, never a part), symlinks replaced atomically, modes and mtimes fixed, and (with
-   ``delete``) what disappeared from S3 removed. Then the state file is written.
+   duplicates, file keys that would replace a directory holding excluded content) and the
+   metadata (symlink targets) run. With ``on_invalid=fail`` any rejected key ends the run
+   here: the staging directory is removed and nothing at a final path was touched.
+4. **Apply.** First the plan is checked against the local permissions (every directory to
+   write into writable and on the staging directory's file system, every path whose mode is
+   set owned by us): a run that could not finish fails before changing anything. Then
+   directory modes are fixed, paths whose type changed are removed, directories created,
+   staged files renamed into place (each ``rename`` is atomic: a reader sees the old or the
+   new complete file, never a part), symlinks replaced atomically, modes and mtimes fixed,
+   and (with ``delete``) what disappeared from S3 removed. Then the state file is written.
 
 "Unchanged" is decided from the state file (key -> ETag, size, LastModified, and the mode,
 mtime and symlink target we gave the local file), checked against ``lstat`` of the local
@@ -76,6 +79,9 @@ META_SYMLINK = "symlink-target"    # the object is a symlink to this (percent-en
 DEFAULT_FILE_MODE = 0o644
 DEFAULT_DIR_MODE = 0o755
 MODE_MASK = 0o777                  # setuid, setgid and sticky bits are never applied
+NO_SHARED_WRITE = 0o755            # group and world write bits are never applied
+OWNER_FILE = 0o600                 # the owner keeps read and write on files
+OWNER_DIR = 0o700                  # and everything on directories (later runs write there)
 
 STAGING_PREFIX = ".s3sync-staging."
 BUFFERED = 1024 * 1024             # objects up to this size are written with one write()
@@ -243,6 +249,13 @@ def parse_http_date_ns(value):
     return int(mktime_tz(parsed)) * 1000000000
 
 
+def safe_mode(mode, is_dir):
+    """The permission bits applied for ``mode`` asked by an uploader: no setuid/setgid/sticky,
+    no group or world write, and the owner keeps rw (files) or rwx (directories), so that no
+    object's metadata can make the tree writable by others or lock out the next run."""
+    return (mode & NO_SHARED_WRITE) | (OWNER_DIR if is_dir else OWNER_FILE)
+
+
 def parse_s3cmd_attrs(value):
     attrs = {}
     for item in value.split("/"):
@@ -295,7 +308,7 @@ def object_attributes(headers, is_dir=False, warnings=None):
     if mtime is None:
         mtime = int(time.time()) * 1000000000
     if is_dir:
-        return Attributes("d", DEFAULT_DIR_MODE if mode is None else mode, mtime)
+        return Attributes("d", DEFAULT_DIR_MODE if mode is None else safe_mode(mode, True), mtime)
     if link is not None:
         try:
             from urllib.parse import unquote
@@ -303,7 +316,7 @@ def object_attributes(headers, is_dir=False, warnings=None):
         except UnicodeDecodeError:
             target = None
         return Attributes("l", 0o777, mtime, target if target is not None else "")
-    return Attributes("f", DEFAULT_FILE_MODE if mode is None else mode, mtime)
+    return Attributes("f", DEFAULT_FILE_MODE if mode is None else safe_mode(mode, False), mtime)
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,7 +516,9 @@ def walk(dest, path_filter):
     Returns ``(tree, pinned, stale)``: ``tree`` maps relative paths to
     ``(kind, size, mtime_ns, mode)``; ``pinned`` holds directories that contain excluded
     entries (never removed); ``stale`` lists leftover staging directories. Symlinks are never
-    followed and excluded subtrees are not entered.
+    followed and excluded subtrees are not entered. Anything else with the staging
+    directory's reserved name at the top is in ``tree`` whatever the filters say (the plan
+    always removes it: no key can give it, so nothing else would).
     """
     tree = {}
     pinned = set()
@@ -520,10 +535,11 @@ def walk(dest, path_filter):
             for item in iterator:
                 name = item.name
                 path = rel + "/" + name if rel else name
-                if not rel and name.startswith(STAGING_PREFIX):
+                reserved = not rel and name.startswith(STAGING_PREFIX)
+                if reserved and item.is_dir(follow_symlinks=False):
                     stale.append(item.path)
                     continue
-                if excluding and path_filter.excluded(path):
+                if excluding and not reserved and path_filter.excluded(path):
                     index = path.rfind("/")
                     while index > 0:
                         pinned.add(path[:index])
@@ -553,6 +569,11 @@ def _parents(path):
         index = path.rfind("/", 0, index)
 
 
+def _is_reserved(path):
+    """A top-level name that belongs to the staging directory (no key may give it)."""
+    return "/" not in path and path.startswith(STAGING_PREFIX)
+
+
 class _Abort(Exception):
     pass
 
@@ -580,7 +601,7 @@ class Sync:
         self._listed = False
         self._lock = threading.Lock()
         self._abort = threading.Event()       # a fatal error: stop everything
-        self._no_fetch = threading.Event()    # a rejection under on_invalid=fail: list, don't fetch
+        self._no_fetch = threading.Event()    # a rejection under on_invalid=fail: HEAD, don't download
         self._all_done = threading.Event()
         self._transfer = None
         self._transfer_lock = threading.Lock()
@@ -679,7 +700,8 @@ class Sync:
         state = entry.state
         if entry.is_dir:
             if state is not None and state[0] == entry.etag and state[2] == entry.last_modified \
-                    and local is not None and local[0] == KIND_DIR and local[3] == state[4]:
+                    and local is not None and local[0] == KIND_DIR and local[3] == state[4] \
+                    and local[3] == safe_mode(local[3], True):
                 entry.action = "keep"
             else:
                 entry.action = "probe"
@@ -690,7 +712,8 @@ class Sync:
         if state is not None:
             kind = KIND_LINK if state[5] is not None else KIND_FILE
             vouched = local[0] == kind and _seconds(local[2]) == state[3] and local[3] == state[4] \
-                and (kind == KIND_LINK or local[1] == state[1])
+                and (kind == KIND_LINK or (local[1] == state[1] and local[3] == safe_mode(local[3], False)))
+            # (a mode no run applies today, e.g. 0666 from an older version, is probed and fixed)
             if vouched and (state[0] != entry.etag or state[1] != entry.size):
                 entry.action = "fetch"  # the local file is what we wrote; the object changed since
                 return
@@ -719,7 +742,7 @@ class Sync:
             if entry is None:
                 return
             try:
-                if not (self._abort.is_set() or self._no_fetch.is_set() or entry.reason is not None):
+                if not (self._abort.is_set() or entry.reason is not None):
                     if entry.action == "probe":
                         self._probe(entry)
                     if entry.action == "fetch":
@@ -793,8 +816,9 @@ class Sync:
 
     def _fetch(self, entry):
         key = self._full_key(entry.path, entry.is_dir)
-        if self.o.check_mode or entry.is_dir:
-            # check mode: learn the metadata (symlink targets are checked) without downloading
+        if self.o.check_mode or entry.is_dir or self._no_fetch.is_set():
+            # check mode, or a run that will fail on rejected keys: learn the metadata (symlink
+            # targets are checked) without downloading
             if entry.attrs is None:
                 headers = self._head_key(key)
                 if headers is None:
@@ -996,10 +1020,11 @@ class Sync:
                                  exception=getattr(error, "exception", None) or error, **extra)
             if self.keys is not None:
                 self.keys.check_conflicts()
-            # with on_invalid=fail, rejections found in the listing end the run before any
-            # symlink target is judged (whether a download finished first would be luck)
-            if not (self.rejections and o.on_invalid == "fail"):
-                self._validate_metadata()
+            else:
+                self._validate_type_changes(pinned)
+            # after a rejection under on_invalid=fail the workers only HEADed (no download), so
+            # every symlink target is known and judged now, not one run later
+            self._validate_metadata()
             if self.rejections and o.on_invalid == "fail":
                 raise self._rejection_error()
             if self.missing and o.on_missing == "fail":
@@ -1010,7 +1035,15 @@ class Sync:
             self.log("plan: %d to add, %d to update, %d to delete" % (
                 len(plan["added"]), len(plan["updated"]), len(plan["deleted"])))
             if not o.check_mode:
-                self._apply(plan)
+                problems = _local_problems(o.dest, plan, tree, os.lstat(self.staging).st_dev)
+                if problems:
+                    raise self._local_problems_error(problems)
+                try:
+                    self._apply(plan)
+                except (OSError, IOError) as error:
+                    raise CvmfsError("applying the sync into %s failed part-way: %s. Paths already done are "
+                                     "new, the others old; every file is complete. Fix the cause and run "
+                                     "again to finish." % (o.dest, error), exception=error, partially_applied=True)
                 self.log("applied")
                 self._save_state(state)
             return self._result(plan)
@@ -1061,7 +1094,7 @@ class Sync:
                 self._decide(entry)
                 if entry.action != "keep":
                     batch.append(entry)
-            if batch and not self._no_fetch.is_set():
+            if batch:
                 self._queued += len(batch)
                 with self._lock:
                     self._pending += len(batch)
@@ -1111,6 +1144,18 @@ class Sync:
                         entry.size, entry)
                     break
 
+    def _validate_type_changes(self, pinned):
+        """Refuse a file or symlink key whose local path is a directory holding excluded
+        content: replacing the directory would remove what the filters say to keep."""
+        for entry in self.entries.values():
+            local = entry.local
+            if entry.is_dir or entry.reason is not None or entry.action == "vanished" \
+                    or local is None or local[0] != KIND_DIR or entry.path not in pinned:
+                continue
+            self._reject(display(entry.key), "would replace the local directory %s, which holds excluded "
+                         "content (kept by include/exclude); move that content or exclude this key too"
+                         % display(entry.path), entry.size, entry)
+
     def _validate_metadata(self):
         o = self.o
         for entry in self.entries.values():
@@ -1140,6 +1185,16 @@ class Sync:
             "to sync everything else." % (len(keys), self.o.bucket, self.o.prefix, ", ".join(keys[:10]), more),
             missing={"count": len(keys), "bytes": sum(size for unused, size in self.missing)},
             missing_keys=keys[:self.o.max_reported])
+
+
+    def _local_problems_error(self, problems):
+        shown = "; ".join("%s: %s" % (display(path or "."), why) for path, why in problems[:10])
+        more = "" if len(problems) <= 10 else " (and %d more)" % (len(problems) - 10)
+        return CvmfsError(
+            "cannot apply the sync into %s as uid %d, so nothing was changed: %s%s. The user running "
+            "the sync must own every path below dest (and dest must be one file system)."
+            % (self.o.dest, os.geteuid(), shown, more), partially_applied=False,
+            local_problems=[{"path": display(p), "problem": w} for p, w in problems[:self.o.max_reported]])
 
     # ---------------------------------------------------------------- planning
 
@@ -1226,27 +1281,35 @@ class Sync:
             else:
                 plan["unchanged"].append((path, entry.size))
         # 4. what disappeared from S3: children before parents; a directory only when it
-        #    ends up empty
-        if o.delete:
-            survivors = set()
-            selected = o.filter.selected
-            for path in sorted(tree, reverse=True):
-                local = tree[path]
-                keep = (path in files or path in dirs or path in protected or path in survivors
-                        or (local[0] != KIND_DIR and not selected(path)))
-                if keep:
-                    survivors.update(_parents(path))
-                    continue
-                if gone(path):
-                    continue
-                plan["delete"].append((path, local))
-                plan["deleted"].append((path, local[1] if local[0] == KIND_FILE else 0))
+        #    ends up empty. A reserved name at the top goes in any case.
+        survivors = set()
+        selected = o.filter.selected
+        for path in sorted(tree, reverse=True):
+            reserved = _is_reserved(path)
+            if not (o.delete or reserved):
+                continue
+            local = tree[path]
+            keep = not reserved and (path in files or path in dirs or path in protected or path in survivors
+                                     or (local[0] != KIND_DIR and not selected(path)))
+            if keep:
+                survivors.update(_parents(path))
+                continue
+            if gone(path):
+                continue
+            plan["delete"].append((path, local))
+            plan["deleted"].append((path, local[1] if local[0] == KIND_FILE else 0))
         return plan
 
     # ---------------------------------------------------------------- apply
 
     def _apply(self, plan):
+        """Carry out the plan. The checks of :func:`_local_problems` ran first, so what can
+        still fail here is the unforeseeable (disk full, a path changed by someone else)."""
         dest = self.o.dest
+        # existing directories first: every mode applied keeps the owner's rwx (safe_mode), so
+        # this unlocks a directory an older version left read-only before anything is written in it
+        for path, mode in plan["dir_modes"]:
+            os.chmod(os.path.join(dest, path), mode)
         for path, local in plan["remove_in_way"]:
             full = os.path.join(dest, path)
             if local[0] == KIND_DIR:
@@ -1268,8 +1331,7 @@ class Sync:
                 os.rmdir(full)
             else:
                 os.unlink(full)
-        # directory modes last, so a read-only directory does not block the writes above
-        for path, mode in plan["mkdir"] + plan["dir_modes"]:
+        for path, mode in plan["mkdir"]:
             os.chmod(os.path.join(dest, path), mode)
 
     def _install_one(self, entry):
@@ -1407,6 +1469,85 @@ class _Spool:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _parent(path):
+    return path.rpartition("/")[0]
+
+
+def _directories_written(plan, tree):
+    """The existing directories ``_apply`` writes into: ``{relative path: True when files are
+    renamed into it}`` ("" is dest; a directory the plan creates counts as its nearest existing
+    parent), and the set of those emptied by a type change (they are listed, so read too)."""
+    created = set(path for path, unused in plan["mkdir"])
+    written = {}
+    emptied = set()
+
+    def write_into(directory, rename=False):
+        while directory in created:
+            directory = _parent(directory)
+        written[directory] = written.get(directory, False) or rename
+
+    for path, local in plan["remove_in_way"]:
+        write_into(_parent(path))
+        if local[0] == KIND_DIR:
+            below = path + "/"
+            emptied.add(path)
+            emptied.update(other for other, info in tree.items() if other.startswith(below) and info[0] == KIND_DIR)
+    for directory in emptied:
+        write_into(directory)
+    for path in created:
+        write_into(_parent(path), rename=True)
+    for entry in plan["install"]:
+        write_into(_parent(entry.path), rename=True)
+    for path, unused in plan["delete"]:
+        write_into(_parent(path))
+    return written, emptied
+
+
+def _local_problems(dest, plan, tree, staging_dev):
+    """``[(path, problem)]`` for every local path ``_apply`` would fail to change: directories
+    to write into that this user may not write, or that are on another file system than the
+    staging directory (a rename cannot cross it), and paths whose mode or mtime is set that
+    this user does not own. Checked before the first change, so a run that cannot finish
+    changes nothing."""
+    uid = os.geteuid()
+    chmodded = set(path for path, unused in plan["dir_modes"])
+    written, emptied = _directories_written(plan, tree)
+    problems = []
+    for directory in sorted(written):
+        full = os.path.join(dest, directory) if directory else dest
+        try:
+            st = os.lstat(full)
+        except OSError as error:
+            problems.append((directory, "cannot stat: %s" % error.strerror))
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            problems.append((directory, "not a directory any more"))
+            continue
+        needed = os.W_OK | os.X_OK | (os.R_OK if directory in emptied else 0)
+        unlocked_first = directory in chmodded and uid in (0, st.st_uid)  # see _apply
+        if not unlocked_first and not _may_access(full, needed):
+            problems.append((directory, "directory not writable (owner uid %d, mode %04o)"
+                             % (st.st_uid, stat.S_IMODE(st.st_mode))))
+        if written[directory] and st.st_dev != staging_dev:
+            problems.append((directory, "on another file system than dest (a mount point inside dest)"))
+    if uid != 0:
+        for path in sorted(chmodded | set(e.path for e in plan["meta"])):
+            try:
+                st = os.lstat(os.path.join(dest, path))
+            except OSError as error:
+                problems.append((path, "cannot stat: %s" % error.strerror))
+                continue
+            if st.st_uid != uid:
+                problems.append((path, "owned by uid %d: its mode and mtime cannot be set" % st.st_uid))
+    return problems
+
+
+def _may_access(path, mode):
+    if os.access in os.supports_effective_ids:
+        return os.access(path, mode, effective_ids=True)
+    return os.access(path, mode)
 
 
 def _big_error(key, error):

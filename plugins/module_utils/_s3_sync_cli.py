@@ -27,11 +27,15 @@ The result is one JSON object on stdout (the module's return values; on failure 
 
 * 0 — success; ``changed`` in the JSON says whether anything changed
 * 1 — the sync failed (S3 or local error, or keys listed but gone when fetched with
-  ``--on-missing fail``, the default); nothing was half-written
+  ``--on-missing fail``, the default). ``dest`` is unchanged unless the JSON says
+  ``partially_applied: true``: local permission problems are found before the first change
+  (``local_problems``); only an error while applying (disk full, a path changed by someone
+  else meanwhile) leaves some paths new and others old, each file complete
 * 2 — bad usage (unknown option, bad value)
 * 3 — keys were rejected and ``--on-invalid fail`` (the default): nothing was written
 * 4 — another run holds the lock on the state file or on the destination directory
-* 130 / 143 — interrupted (SIGINT / SIGTERM); staged downloads were removed
+* 130 / 143 — interrupted (SIGINT / SIGTERM); staged downloads were removed (a signal while
+  applying leaves ``dest`` part-way, as with 1)
 """
 
 from __future__ import absolute_import, division, print_function

@@ -31,8 +31,13 @@ description:
     C(s3cmd --preserve) writes (its C(mode) and C(mtime) are used); C(symlink-target) makes
     the object a symbolic link to that value (percent-encoded, so C(%) itself is C(%25))."
   - C(mode) and C(mtime) win over C(s3cmd-attrs). Without metadata, files get 0644,
-    directories 0755 and the object's LastModified as mtime. Setuid, setgid and sticky bits
-    are never applied. Files are owned by the user the module runs as.
+    directories 0755 and the object's LastModified as mtime. Files are owned by the user the
+    module runs as.
+  - "A C(mode) is made safe before it is applied: setuid, setgid, sticky and group or world
+    write bits are dropped, and the owner always keeps read and write on files and read,
+    write and search on directories (C(0666) gives C(0644); C(0000) gives C(0600) on a file
+    and C(0700) on a directory; C(0555) on a directory gives C(0755)). Local paths an older
+    version left with other modes get the safe mode on the next run."
   - Keys ending in C(/) are directory markers (their C(mode) metadata sets the directory's
     mode). Zero-byte objects are empty files. C(.cvmfscatalog) and C(.cvmfsdirtab) are
     ordinary files.
@@ -46,9 +51,20 @@ description:
     segments, start with C(/) below the prefix, have empty segments (C(//)), contain NUL or
     other control characters, are not valid UTF-8, have a segment over 255 bytes, are both a
     file and a directory prefix (C(a) and C(a/b); the file is rejected), differ only in case
-    from another key (with O(reject_case_conflicts)), or are symlinks whose target leaves
-    O(symlink_root). With O(on_invalid=fail) nothing is written; with O(on_invalid=skip) the
-    rejected keys are reported, their local paths left alone, and the rest is synced."
+    from another key (with O(reject_case_conflicts)), are symlinks whose target leaves
+    O(symlink_root), or are files or symlinks whose local path is a directory holding excluded
+    content (see O(exclude); that directory is never replaced). With O(on_invalid=fail)
+    nothing is written and every rejected key is reported in the same run, symlink targets
+    included; with O(on_invalid=skip) the rejected keys are reported, their local paths left
+    alone, and the rest is synced."
+  - "The top-level name C(.s3sync-staging.*) is reserved: anything else with that name in
+    O(dest) (a symlink, a file) is removed and listed in RV(changed_paths), even with
+    O(delete=false)."
+  - "Before its first change a run checks that every directory it writes into is writable by
+    the user it runs as (and on the same file system), and that it owns every path whose mode
+    or mtime it sets; if not, it fails naming the paths and changes nothing. Only an error
+    while applying (disk full, a path changed by someone else meanwhile) can leave some paths
+    new and others old (each file complete); the failure then has RV(partially_applied=true)."
   - Small objects are fetched over persistent HTTP/1.1 connections signed with SigV4 by the
     module itself (a plain boto3 call costs several times more CPU per object); boto3 still
     resolves credentials, the endpoint and the addressing style. When an HTTP(S) proxy
@@ -102,7 +118,9 @@ options:
     description:
       - Remove local files, symlinks and (then empty) directories whose objects disappeared.
         Paths excluded by O(include)/O(exclude) are never removed. A path whose type changed in
-        S3 (file to directory or back) is replaced whatever this says.
+        S3 (file to directory or back) is replaced whatever this says, and everything removed
+        with it is listed in RV(deleted), unless the local directory holds excluded content
+        (then the key is rejected).
     type: bool
     default: true
   dest:
@@ -278,7 +296,10 @@ changed_paths_truncated:
   returned: success
   type: bool
 deleted:
-  description: Paths removed because their objects disappeared, and their size.
+  description:
+    - Paths removed because their objects disappeared or their type changed in S3 (with
+      everything below a replaced directory), or because they had the reserved staging name,
+      and their size.
   returned: success
   type: dict
   sample: {"count": 1, "bytes": 20}
@@ -297,6 +318,22 @@ missing_keys:
   type: list
   elements: str
   sample: ["cvmfs/lib/old.so"]
+local_problems:
+  description:
+    - Local paths the run could not change (a directory not writable by the user the module
+      runs as, on another file system, or a path owned by somebody else), at most
+      O(max_reported); the run failed before changing anything.
+  returned: failure
+  type: list
+  elements: dict
+  sample: [{"path": "sub", "problem": "directory not writable (owner uid 0, mode 0755)"}]
+partially_applied:
+  description:
+    - Whether a failed run had already changed some paths in O(dest) (some paths new, others
+      old; every file complete). Returned by failures in the local checks and in the apply phase.
+  returned: failure
+  type: bool
+  sample: false
 rejected:
   description: Keys rejected (see O(on_invalid)) and their size.
   returned: always

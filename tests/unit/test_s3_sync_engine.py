@@ -312,3 +312,29 @@ def test_object_longer_than_listed_is_streamed_to_disk(s3, where, monkeypatch):
     assert stat.S_IMODE(os.stat(os.path.join(dest, "grows")).st_mode) == 0o640
     assert result["transferred_bytes"] == len(body)
     assert max(held) <= engine.BUFFERED
+
+
+def test_unsafe_modes_an_older_version_left_are_fixed(s3, where):
+    """A file and a directory whose modes (and state entries) say 0666 / 0555, as older
+    versions applied from metadata, are fixed; the content is not rewritten."""
+    import json
+    dest, state_path = where
+    s3.put("cvmfs/d/", mode="0555")
+    s3.put("cvmfs/d/f", b"f", mode="0666")
+    run(s3, where)
+    os.chmod(os.path.join(dest, "d", "f"), 0o666)
+    os.chmod(os.path.join(dest, "d"), 0o555)
+    with open(state_path) as handle:
+        saved = json.load(handle)
+    saved["objects"]["d/f"][4] = 0o666
+    saved["objects"]["d/"][4] = 0o555
+    with open(state_path, "w") as handle:
+        json.dump(saved, handle)
+    inode = os.lstat(os.path.join(dest, "d", "f")).st_ino
+    gets = s3.gets
+    result = run(s3, where)
+    assert sorted(result["changed_paths"]["updated"]) == ["d", "d/f"]
+    assert stat.S_IMODE(os.lstat(os.path.join(dest, "d", "f")).st_mode) == 0o644
+    assert stat.S_IMODE(os.lstat(os.path.join(dest, "d")).st_mode) == 0o755
+    assert os.lstat(os.path.join(dest, "d", "f")).st_ino == inode and s3.gets == gets
+    assert run(s3, where)["changed"] is False

@@ -106,6 +106,17 @@ def test_attributes_setuid_dropped():
     assert attrs.mode == 0o755
 
 
+@pytest.mark.parametrize("meta,is_dir,expected", [
+    ({"mode": "0666"}, False, 0o644), ({"mode": "0777"}, False, 0o755), ({"mode": "0000"}, False, 0o600),
+    ({"mode": "0220"}, False, 0o600), ({"mode": "0400"}, False, 0o600), ({"mode": "0750"}, False, 0o750),
+    ({"s3cmd-attrs": "mode:%d" % 0o100666}, False, 0o644),
+    ({"mode": "0000"}, True, 0o700), ({"mode": "0555"}, True, 0o755), ({"mode": "0777"}, True, 0o755),
+    ({"mode": "0500"}, True, 0o700), ({"s3cmd-attrs": "mode:%d" % 0o40777}, True, 0o755),
+])
+def test_attributes_never_group_or_world_write_and_owner_keeps_access(meta, is_dir, expected):
+    assert _attrs(meta, is_dir)[0].mode == expected
+
+
 def test_attributes_symlink_percent_decoded():
     attrs = _attrs({"symlink-target": "../lib/libfoo%25.so"})[0]
     assert (attrs.kind, attrs.target) == ("l", "../lib/libfoo%.so")
