@@ -20,7 +20,8 @@ options:
       - How to log in to the broker.
       - V(plain) uses O(amqp_username) and O(amqp_password) (use O(amqp_tls) unless the broker is on
         loopback; without TLS to any other host the module warns that the password is sent in clear,
-        and only V(localhost) and loopback addresses count as loopback, names are not resolved). V(external) uses the TLS client certificate O(amqp_client_cert) (the broker needs
+        and only V(localhost) and loopback addresses count as loopback, names are not resolved).
+        V(external) uses the TLS client certificate O(amqp_client_cert) (the broker needs
         the C(rabbitmq_auth_mechanism_ssl) plugin); O(amqp_username) and O(amqp_password) are then
         refused.
       - Nothing is read from the environment.

@@ -1186,7 +1186,6 @@ class Sync:
             missing={"count": len(keys), "bytes": sum(size for unused, size in self.missing)},
             missing_keys=keys[:self.o.max_reported])
 
-
     def _local_problems_error(self, problems):
         shown = "; ".join("%s: %s" % (display(path or "."), why) for path, why in problems[:10])
         more = "" if len(problems) <= 10 else " (and %d more)" % (len(problems) - 10)

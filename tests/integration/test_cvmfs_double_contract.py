@@ -117,7 +117,6 @@ def differences(real, double, prefix=""):
     return [] if real == double else [(prefix, real, double)]
 
 
-
 class Site:
     """Where one side of the contract runs: the real cvmfs_server (``root`` "") or the double."""
 

@@ -23,7 +23,6 @@ def unique_name():
     return "sharedsw-%s.test.invalid" % uuid.uuid4().hex[:8]
 
 
-
 @pytest.fixture
 def host(cvmfs_lab_host):
     return cvmfs_lab_host

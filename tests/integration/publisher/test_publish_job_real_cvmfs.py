@@ -82,7 +82,6 @@ print(json.dumps({"error": error, "deleted": Bucket.deleted, "log": log.getvalue
 """
 
 
-
 @pytest.fixture
 def host(cvmfs_lab_host):
     """The lab host with ``_publish_job`` next to the runner's modules in ``sharedsw_cvmfs``."""
