@@ -32,13 +32,6 @@ def bucket(s3_server):
     return s3_server.make_bucket("sync")
 
 
-@pytest.fixture
-def dirs(tmp_path):
-    dest = tmp_path / "repo"
-    dest.mkdir()
-    return str(dest), str(tmp_path / "state" / "sync.json")
-
-
 def put(server, bucket, key, body=b"", **meta):
     server.client().put_object(Bucket=bucket, Key=key, Body=body,
                                Metadata=dict((k.replace("_", "-"), str(v)) for k, v in meta.items()))

@@ -30,13 +30,6 @@ def bucket(s3_server):
 
 
 @pytest.fixture
-def dirs(tmp_path):
-    dest = tmp_path / "repo"
-    dest.mkdir()
-    return str(dest), str(tmp_path / "state" / "sync.json")
-
-
-@pytest.fixture
 def owned_dirs():
     """dest and state file owned by the (non-root) repository owner when the tests run as root,
     in a directory that user can reach (pytest's tmp_path is private to root)."""
