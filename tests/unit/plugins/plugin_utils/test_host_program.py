@@ -1,0 +1,115 @@
+"""The host-program archive (plugin_utils/_host_program): which files it holds and how it is built.
+
+The archive's content is the import closure of the entry points, found in the source, so these
+tests build it from small module_utils trees written here as well as from the collection's own.
+"""
+
+import io
+import os
+import zipfile
+
+import pytest
+
+from ansible_collections.sharedsw.cvmfs.plugins.plugin_utils import _host_program as hp
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+TEMPLATE_DIRS = [os.path.join(REPO_ROOT, "roles", role, "templates") for role in ("publisher", "stratum0", "stratum1")]
+
+
+def _tree(root, files):
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(root)
+
+
+def _names(data):
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return archive.namelist()
+
+
+MAIN = 'if __name__ == "__main__":\n    main()\n'
+
+
+def test_a_module_imported_only_indirectly_is_in_the_archive(tmp_path):
+    source = _tree(tmp_path, {
+        "_prog.py": "from ._direct import thing\n\ndef main():\n    pass\n\n" + MAIN,
+        # imported inside a function, by a module the entry point imports
+        "_direct.py": "def thing():\n    from ._indirect import other\n    return other\n",
+        "_indirect.py": "from . import _deepest\nimport json\nother = 1\n",
+        "_deepest.py": "VALUE = 2\n",
+        "_unused.py": "VALUE = 3\n",
+    })
+    names = _names(hp.build_archive(source, "1.2.3"))
+    assert "sharedsw_cvmfs/_deepest.py" in names
+    assert "sharedsw_cvmfs/_indirect.py" in names
+    assert "sharedsw_cvmfs/_unused.py" not in names
+
+
+def test_subpackages_bring_their_init_files(tmp_path):
+    source = _tree(tmp_path, {
+        "_prog.py": "from ._sync.plan import make\n" + MAIN,
+        "_sync/__init__.py": "from .rules import RULES\n",
+        "_sync/rules.py": "from .._common import Error\nRULES = []\n",
+        "_sync/plan.py": "from . import rules\n",
+        "_common.py": "class Error(Exception):\n    pass\n",
+    })
+    names = _names(hp.build_archive(source, "1.2.3"))
+    for name in ("_sync/__init__.py", "_sync/rules.py", "_sync/plan.py", "_common.py", "_prog.py"):
+        assert "sharedsw_cvmfs/" + name in names
+
+
+def test_programs_are_the_modules_with_a_main_block(tmp_path):
+    source = _tree(tmp_path, {"_a.py": MAIN, "_b.py": "x = 1\n", "_c.py": "import sys\n" + MAIN})
+    assert hp.entry_points(source) == ["_a", "_c"]
+
+
+def test_an_absolute_import_of_the_collection_is_refused_with_its_place(tmp_path):
+    source = _tree(tmp_path, {
+        "_prog.py": "from ._mid import x\n" + MAIN,
+        "_mid.py": "from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import x\n",
+    })
+    with pytest.raises(hp.HostProgramError, match=r"_mid\.py line 1 .*relative import"):
+        hp.build_archive(source, "1.2.3")
+
+
+def test_an_import_of_a_missing_sibling_is_refused(tmp_path):
+    source = _tree(tmp_path, {"_prog.py": "from ._gone import x\n" + MAIN})
+    with pytest.raises(hp.HostProgramError, match=r"_prog\.py line 1 imports \._gone, which is not"):
+        hp.build_archive(source, "1.2.3")
+
+
+def test_the_archive_is_the_same_bytes_every_time_and_holds_only_code(tmp_path):
+    source = _tree(tmp_path / "one", {"_prog.py": "from . import _b\n" + MAIN, "_b.py": "x = 1\n",
+                                      "secrets.json": "{}", "__pycache__/_b.cpython-311.pyc": "junk"})
+    first = hp.build_archive(source, "1.2.3")
+    os.utime(os.path.join(source, "_b.py"), (0, 0))
+    assert hp.build_archive(source, "1.2.3") == first
+    with zipfile.ZipFile(io.BytesIO(first)) as archive:
+        infos = archive.infolist()
+    assert [i.filename for i in infos] == ["__main__.py", "sharedsw_cvmfs/__init__.py", "sharedsw_cvmfs/_b.py",
+                                           "sharedsw_cvmfs/_prog.py"]
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_the_collections_programs_include_every_program_the_units_run():
+    """Each ``-m sharedsw_cvmfs.<program>`` of the roles' unit templates is a program of the archive."""
+    run = set()
+    for directory in TEMPLATE_DIRS:
+        for name in os.listdir(directory):
+            if name.endswith(".service.j2"):
+                with open(os.path.join(directory, name)) as handle:
+                    for line in handle:
+                        if line.startswith("ExecStart="):
+                            run.update(word.split(".", 1)[1] for word in line.split()
+                                       if word.startswith(hp.PACKAGE + "."))
+    assert run, "no unit template runs a host program"
+    assert run <= set(hp.entry_points(hp.module_utils_dir()))
+
+
+def test_the_collection_version_is_in_the_archive():
+    data = hp.build_archive(hp.module_utils_dir(), hp.collection_version())
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        init = archive.read("sharedsw_cvmfs/__init__.py").decode()
+    assert '__version__ = "%s"' % hp.collection_version() in init
