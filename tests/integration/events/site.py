@@ -2,8 +2,8 @@
 
 What is real: Ceph RGW (bucket, topic, notification), RabbitMQ (exchange, quorum queue,
 dead-letter queue), the provisioning (the ``bucket_notification`` module, run as Ansible runs
-it), the consumer and the publish job (the ``sharedsw_cvmfs`` package exactly as the publisher
-role installs it, run by the distribution's Python when it has pika and boto3), and the s3_sync
+it), the consumer and the publish job (the host-program archive exactly as the publisher role
+installs it, run by the distribution's Python when it has pika and boto3), and the s3_sync
 engine.
 
 What is NOT real: ``cvmfs_server``. It is the TEST DOUBLE tests/support/publish_double/cvmfs_server
@@ -15,13 +15,12 @@ the file ``<root>/fail-publish`` exists.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
-import yaml
+from tests.support.host_program import build_host_program
 
 from .helpers import module_args, unique, wait_for
 
@@ -43,16 +42,8 @@ def host_python():
 
 
 def build_package(root):
-    """The sharedsw_cvmfs package exactly as the publisher role installs it on a host."""
-    with open(os.path.join(REPO_ROOT, "roles", "publisher", "vars", "main.yml")) as handle:
-        modules = yaml.safe_load(handle)["__publisher_program_modules"]
-    package = os.path.join(root, "sharedsw_cvmfs")
-    os.makedirs(package)
-    with open(os.path.join(package, "__init__.py"), "w") as handle:
-        handle.write("# installed by the publisher role\n")
-    for module in modules:
-        shutil.copy(os.path.join(REPO_ROOT, "plugins", "module_utils", module + ".py"), package)
-    return root
+    """The host-program archive exactly as the publisher role installs it on a host (the PYTHONPATH)."""
+    return build_host_program(root)
 
 
 class Site:

@@ -1,7 +1,7 @@
 """The publisher's publish job, run for real as the role installs it, against a real S3 server.
 
-What is real: the job itself (the ``sharedsw_cvmfs`` package built from the module_utils files the
-role ships, run as ``python -m sharedsw_cvmfs._publish_job``), the s3_sync entry point it runs,
+What is real: the job itself (the host-program archive the role ships, built by the same code,
+run as ``PYTHONPATH=<archive> python -m sharedsw_cvmfs._publish_job``), the s3_sync entry point it runs,
 boto3, and the S3 server (SeaweedFS from the harness).
 
 What is NOT real: ``cvmfs_server``. It is the TEST DOUBLE tests/support/publish_double/cvmfs_server,
@@ -22,7 +22,8 @@ import tarfile
 import fcntl
 
 import pytest
-import yaml
+
+from tests.support.host_program import build_host_program
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +36,8 @@ REPO = "sw.example.org"
 
 @pytest.fixture(scope="module")
 def package_dir(tmp_path_factory):
-    """The sharedsw_cvmfs package exactly as the publisher role installs it on a host."""
-    with open(os.path.join(REPO_ROOT, "roles", "publisher", "vars", "main.yml")) as handle:
-        modules = yaml.safe_load(handle)["__publisher_program_modules"]
-    root = tmp_path_factory.mktemp("program")
-    package = root / "sharedsw_cvmfs"
-    package.mkdir()
-    (package / "__init__.py").write_text("# installed by the publisher role\n")
-    for module in modules:
-        shutil.copy(os.path.join(REPO_ROOT, "plugins", "module_utils", module + ".py"), str(package))
-    return str(root)
+    """The host-program archive exactly as the publisher role installs it on a host (the PYTHONPATH)."""
+    return build_host_program(tmp_path_factory.mktemp("program"))
 
 
 class Site:

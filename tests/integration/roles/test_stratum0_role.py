@@ -178,7 +178,7 @@ def test_timer_settings_per_repository(site):
 def test_whitelist_check_installed_runs_with_the_system_python(site, pristine_repo):
     """On the real fixture's whitelist, at moments counted back from its own expiry (never the clock)."""
     host = site["host"]
-    program_dir = host.path("usr/local/lib/sharedsw-cvmfs")
+    program = host.path("usr/local/lib/sharedsw-cvmfs/sharedsw-cvmfs.pyz")
     whitelist = os.path.join(pristine_repo.stratum0, ".cvmfswhitelist")
     expires = pristine_repo.whitelist_expires
 
@@ -186,7 +186,7 @@ def test_whitelist_check_installed_runs_with_the_system_python(site, pristine_re
         return subprocess.run(["/usr/bin/python3", "-m", "sharedsw_cvmfs._whitelist_check", "--name",
                                name, "--file", whitelist, "--alert-days", str(alert_days),
                                "--now", now.strftime("%Y-%m-%dT%H:%M:%S")],
-                              env={"PYTHONPATH": str(program_dir), "PATH": "/usr/bin:/bin"},
+                              env={"PYTHONPATH": str(program), "PATH": "/usr/bin:/bin"},
                               capture_output=True, check=False, text=True)
 
     fresh = check(expires - datetime.timedelta(days=29, hours=12))

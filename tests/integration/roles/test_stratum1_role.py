@@ -355,7 +355,7 @@ def _lag_check(site, replica_url=None, stratum0_url=None):
             "--replica", replica_url or env["SHAREDSW_REPLICA_URL"], "--stratum0", stratum0_url or env["SHAREDSW_STRATUM0_URL"],
             "--max-revisions", env["SHAREDSW_LAG_MAX_REVISIONS"], "--max-seconds", env["SHAREDSW_LAG_MAX_SECONDS"],
             "--now", site["lag_now"]]
-    return subprocess.run(argv, env={"PYTHONPATH": host.path("usr/local/lib/sharedsw-cvmfs"), "PATH": "/usr/bin:/bin"},
+    return subprocess.run(argv, env={"PYTHONPATH": host.path("usr/local/lib/sharedsw-cvmfs/sharedsw-cvmfs.pyz"), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, check=False)
 
 

@@ -6,6 +6,8 @@ tests build it from small module_utils trees written here as well as from the co
 
 import io
 import os
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -113,3 +115,53 @@ def test_the_collection_version_is_in_the_archive():
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         init = archive.read("sharedsw_cvmfs/__init__.py").decode()
     assert '__version__ = "%s"' % hp.collection_version() in init
+
+
+def _host_python():
+    """The distribution's Python, which runs the programs on hosts; ours where there is none."""
+    return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    path = tmp_path_factory.mktemp("program") / hp.ARCHIVE_NAME
+    path.write_bytes(hp.build_archive(hp.module_utils_dir(), hp.collection_version()))
+    return str(path)
+
+
+@pytest.mark.parametrize("program", hp.entry_points(hp.module_utils_dir()))
+def test_each_program_starts_from_the_archive_alone(archive, program, tmp_path):
+    """``--help`` imports the program and everything it imports at load time: run it isolated from
+    the collection (``-I``: no PYTHONPATH, no user site, no current directory), from an empty
+    directory, as a zip application; then as the units run it (the archive on PYTHONPATH)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    as_zipapp = subprocess.run([_host_python(), "-I", archive, program, "--help"], cwd=str(empty),
+                               capture_output=True, text=True, check=False, env={"PATH": "/usr/bin:/bin"})
+    assert as_zipapp.returncode == 0, as_zipapp.stderr
+    assert "usage:" in as_zipapp.stdout
+    as_unit = subprocess.run([_host_python(), "-s", "-m", "%s.%s" % (hp.PACKAGE, program), "--help"], cwd=str(empty),
+                             capture_output=True, text=True, check=False,
+                             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": archive})
+    assert as_unit.returncode == 0, as_unit.stderr
+    assert as_unit.stdout == as_zipapp.stdout
+
+
+def test_every_module_a_program_may_import_later_is_in_the_archive(archive):
+    """Modules imported inside functions are not loaded by ``--help``; import every module of the
+    archive, isolated from the collection, so a lazily imported one cannot be missing either."""
+    with zipfile.ZipFile(archive) as handle:
+        modules = [name[:-3].replace("/", ".") for name in handle.namelist()
+                   if name.startswith(hp.PACKAGE + "/") and name.endswith(".py") and not name.endswith("__init__.py")]
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    proc = subprocess.run([_host_python(), "-I", "-c", "import sys; sys.path.insert(0, %r)\n%s" % (archive, code)]
+                          + modules, cwd="/", capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_archive_says_its_version_and_lists_its_programs(archive):
+    version = subprocess.run([_host_python(), "-I", archive, "--version"], capture_output=True, text=True, check=False)
+    assert version.stdout.strip() == hp.collection_version()
+    usage = subprocess.run([_host_python(), "-I", archive, "no_such_program"], capture_output=True, text=True, check=False)
+    assert usage.returncode == 2
+    assert "PROGRAM is one of: %s" % ", ".join(hp.entry_points(hp.module_utils_dir())) in usage.stderr
