@@ -40,6 +40,7 @@ import pytest
 import yaml
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_server as srv
+from ansible_collections.sharedsw.cvmfs.plugins.plugin_utils import _host_program
 from tests.conftest import ModuleResult
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,8 +49,9 @@ REQUIRES_CVMFS = os.path.join(REPO_ROOT, "molecule", "shared", "requires-cvmfs.s
 NAME = "pt-cvmfs"
 ADDRESS = "10.77.0.90"
 PACKAGES = ("cvmfs", "cvmfs-server", "apache2", "libapache2-mod-wsgi-py3")
-#: module_utils files shipped to the host (the runner and what it imports)
-RUNNER_MODULES = ("_common", "_cvmfs_state", "_cvmfs_server")
+#: module_utils module shipped to the host, with every module_utils file it imports (found as the
+#: host-program archive finds them)
+RUNNER_MODULES = ("_cvmfs_server",)
 PROGRAM_DIR = "/opt/sharedsw-pytest"
 TIMEOUT = 900  # seconds any one remote command may take before the test fails (a hang, not a measure)
 
@@ -232,14 +234,22 @@ class CvmfsLabHost:
 
     def ship_runner(self):
         files = {"sharedsw_cvmfs/__init__.py": b"# sharedsw.cvmfs module_utils, shipped by the tests\n"}
-        for module in RUNNER_MODULES:
-            with open(os.path.join(REPO_ROOT, "plugins", "module_utils", module + ".py"), "rb") as handle:
-                files["sharedsw_cvmfs/%s.py" % module] = handle.read()
+        files.update(package_files(*RUNNER_MODULES))
         self.put_tree(files, PROGRAM_DIR)
 
     def close(self):
         subprocess.run(["ssh"] + self.ssh_options + ["-O", "exit", "root@" + self.address],
                        capture_output=True, check=False)
+
+
+def package_files(*modules):
+    """``{"sharedsw_cvmfs/<file>": bytes}``: the module_utils ``modules`` and every file they import."""
+    source = _host_program.module_utils_dir()
+    files = {}
+    for relative in _host_program.import_closure(source, modules):
+        with open(os.path.join(source, relative), "rb") as handle:
+            files["sharedsw_cvmfs/" + relative] = handle.read()
+    return files
 
 
 RUNNER_SNIPPET = r"""

@@ -8,18 +8,16 @@ S3 and the publish double, is tests/integration/publisher/test_publish_job.py.
 """
 
 import json
-import os
 import uuid
 
 import pytest
 
-from tests.support.cvmfs_lab_host import PROGRAM_DIR, skip_module_without_packages
+from tests.support.cvmfs_lab_host import PROGRAM_DIR, package_files, skip_module_without_packages
 from tests.support.tarballs import tarball
 
 pytestmark = pytest.mark.cvmfs
 skip_module_without_packages()
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 INGEST = r"""
 import io, json, shutil, sys
@@ -84,9 +82,8 @@ print(json.dumps({"error": error, "deleted": Bucket.deleted, "log": log.getvalue
 
 @pytest.fixture
 def host(cvmfs_lab_host):
-    """The lab host with ``_publish_job`` next to the runner's modules in ``sharedsw_cvmfs``."""
-    with open(os.path.join(REPO_ROOT, "plugins", "module_utils", "_publish_job.py"), "rb") as handle:
-        cvmfs_lab_host.put_tree({"sharedsw_cvmfs/_publish_job.py": handle.read()}, PROGRAM_DIR)
+    """The lab host with ``_publish_job`` and what it imports next to the runner's modules in ``sharedsw_cvmfs``."""
+    cvmfs_lab_host.put_tree(package_files("_publish_job"), PROGRAM_DIR)
     return cvmfs_lab_host
 
 
