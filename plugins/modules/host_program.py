@@ -43,19 +43,22 @@ options:
     description: Permissions of the archive.
     type: raw
     default: "0644"
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   action:
-    description: Runs on the controller as an action plugin, then copies with M(ansible.builtin.copy).
     support: full
+    details: Builds the archive on the controller, then copies it with M(ansible.builtin.copy).
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
     platforms: posix
 notes:
   - The archive does not contain the Python libraries the programs use (boto3, pika); the roles
