@@ -58,7 +58,7 @@ options:
         type: bool
   s3_config_path:
     description:
-      - Where to write the S3 configuration file. Default C(<etc_dir>/s3/<name>.conf).
+      - Where to write the S3 configuration file. Default C(/etc/cvmfs/s3/<name>.conf).
       - With O(state=absent) and O(preserve_data=false) this file is removed too.
     type: path
 """

@@ -24,13 +24,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import contextlib
 import os
 import re
 import subprocess
 
 from ._common import CvmfsError
-from ._cvmfs_state import CvmfsPaths, DEFAULT_ETC_DIR, DEFAULT_SPOOL_DIR, DEFAULT_SRV_DIR
+from ._cvmfs_state import CvmfsPaths
 
 
 DEFAULT_BINARY = "cvmfs_server"
@@ -388,15 +387,15 @@ def find_binary(path=None):
     if os.sep in wanted:
         if os.path.isfile(wanted) and os.access(wanted, os.X_OK):
             return wanted
-        raise CvmfsError("cvmfs_server_path %s is not an executable file: point it at cvmfs_server "
+        raise CvmfsError("%s is not an executable file: it must be cvmfs_server "
                          "(usually /usr/bin/cvmfs_server from the cvmfs-server package)" % wanted)
     dirs = os.environ.get("PATH", "").split(os.pathsep) + list(SEARCH_PATH)
     for directory in dirs:
         candidate = os.path.join(directory, wanted)
         if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    raise CvmfsError("%s not found in PATH or %s: install the cvmfs-server package on this host or set "
-                     "cvmfs_server_path" % (wanted, ":".join(SEARCH_PATH)))
+    raise CvmfsError("%s not found in PATH or %s: install the cvmfs-server package on this host"
+                     % (wanted, ":".join(SEARCH_PATH)))
 
 
 class CvmfsServer:
@@ -457,22 +456,6 @@ class CvmfsServer:
             classify(command, result, **context)
         return result
 
-    @contextlib.contextmanager
-    def transaction(self, name, retry_timeout=None, tag=None, tag_description=None):
-        """Open a transaction, yield, publish; abort (``-f``) if the body or the publish fails.
-
-        For programs on hosts (the publisher's sync job): ``with server.transaction(repo): write()``.
-        ``name`` may carry a gateway lease sub-path (``repo/sub/dir``). Yields the repository name.
-        """
-        repo = name.split("/", 1)[0]
-        self.run("transaction", name=name, retry_timeout=retry_timeout, context={"name": name})
-        try:
-            yield repo
-            self.run("publish", name=repo, tag=tag, tag_description=tag_description)
-        except BaseException:
-            self.run("abort", name=repo, check=False)
-            raise
-
     @property
     def last_mutating(self):
         """The most recent mutating call as ``{cmd, rc, stdout, stderr}`` (``None`` if none ran)."""
@@ -488,13 +471,32 @@ def _text(data):
 
 # --------------------------------------------------------------------------- module glue (still Ansible-free)
 
-#: Options every module driving cvmfs_server shares (documented in doc_fragments/cvmfs_server.py).
-SERVER_ARGUMENT_SPEC = {
-    "cvmfs_server_path": {"type": "str", "default": DEFAULT_BINARY},
-    "etc_dir": {"type": "path", "default": DEFAULT_ETC_DIR},
-    "spool_dir": {"type": "path", "default": DEFAULT_SPOOL_DIR},
-    "storage_dir": {"type": "path", "default": DEFAULT_SRV_DIR},
+#: TEST HOOK, not an interface: the test suite runs the modules against a double of cvmfs_server in
+#: a scratch tree and points them there through these environment variables (a module run with
+#: connection local inherits the controller's environment). Unset, which is every real host, the
+#: modules run the cvmfs_server found in PATH on the directories the packages use. Never document
+#: them as options.
+TEST_HOOK_ENVIRON = {
+    "cvmfs_server": "_SHAREDSW_CVMFS_TEST_CVMFS_SERVER",
+    "etc_dir": "_SHAREDSW_CVMFS_TEST_ETC_DIR",
+    "spool_dir": "_SHAREDSW_CVMFS_TEST_SPOOL_DIR",
+    "storage_dir": "_SHAREDSW_CVMFS_TEST_STORAGE_DIR",
 }
+
+
+def _test_hook(what):
+    return os.environ.get(TEST_HOOK_ENVIRON[what]) or None
+
+
+def host_paths():
+    """The directories cvmfs_server works under on this host (see :data:`TEST_HOOK_ENVIRON`)."""
+    return CvmfsPaths(etc_dir=_test_hook("etc_dir"), spool_dir=_test_hook("spool_dir"),
+                      srv_dir=_test_hook("storage_dir"))
+
+
+def host_server(check_mode):
+    """The runner of this host's cvmfs_server (see :data:`TEST_HOOK_ENVIRON`)."""
+    return CvmfsServer(binary=_test_hook("cvmfs_server"), check_mode=check_mode)
 
 
 #: The ``s3_config`` option of repository and replica (documented in doc_fragments/cvmfs_s3.py).
@@ -513,14 +515,6 @@ S3_ARGUMENT_SPEC = {
     }},
     "s3_config_path": {"type": "path"},
 }
-
-
-def paths_from_params(params):
-    return CvmfsPaths(etc_dir=params["etc_dir"], spool_dir=params["spool_dir"], srv_dir=params["storage_dir"])
-
-
-def server_from_params(params, check_mode):
-    return CvmfsServer(binary=params["cvmfs_server_path"], check_mode=check_mode)
 
 
 def add_run_results(results, server, verbosity=0):

@@ -27,7 +27,7 @@ from ansible.module_utils.basic import AnsibleModule, _load_params
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
-    RepositoryMissing, add_run_results, paths_from_params, server_from_params)
+    RepositoryMissing, add_run_results, host_paths, host_server)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
     ensure_file, is_valid_repo_name, read_storage_object, read_text, redact_config_text, render_s3_config,
     repository_state, signed_header, update_config_text, write_file_atomic)
@@ -78,7 +78,7 @@ class CvmfsModule:
 class CvmfsServerModule(CvmfsModule):
     """A module that drives ``cvmfs_server`` on the repository or replica named by option ``name``.
 
-    The subclass's ``argument_spec`` includes ``SERVER_ARGUMENT_SPEC`` and ``name``. :meth:`run`
+    The subclass's ``argument_spec`` includes ``name``. :meth:`run`
     does, in this order:
 
     1. check ``name`` (:meth:`name_hint` may add to the message); set ``self.name``,
@@ -108,8 +108,8 @@ class CvmfsServerModule(CvmfsModule):
                              "CVMFS_DEFAULT_DOMAIN to a name without a dot (with the default, empty domain it would "
                              "create %r, which nothing finds under %r); give the full name, for example %s.example.org"
                              % (self.name, self.noun, self.name + ".", self.name, self.name))
-        self.paths = paths_from_params(self.params)
-        self.server = server_from_params(self.params, self.check_mode)
+        self.paths = host_paths()
+        self.server = host_server(self.check_mode)
         self.diffs = []
         self.results.update(self.initial_results, name=self.name)
         self.check_arguments()

@@ -26,6 +26,7 @@ description:
     the stratum-1 role; this module is for one replica at a time.
 extends_documentation_fragment:
   - sharedsw.cvmfs.cvmfs_server
+  - sharedsw.cvmfs.cvmfs_server.action_group
   - sharedsw.cvmfs.cvmfs_s3
 attributes:
   check_mode:
@@ -36,11 +37,6 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-  action_group:
-    description: Use C(group/sharedsw.cvmfs.cvmfs) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - sharedsw.cvmfs.cvmfs
 options:
   apache:
     description:
@@ -207,7 +203,7 @@ import pwd
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
-    S3_ARGUMENT_SPEC, SERVER_ARGUMENT_SPEC, ReplicaExists)
+    S3_ARGUMENT_SPEC, ReplicaExists)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
     conf_value, fetch_url, read_storage_object, repository_state)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsServerModule, revision_of
@@ -215,7 +211,7 @@ from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import Cvmf
 
 class ReplicaModule(CvmfsServerModule):
     noun = "replica"
-    argument_spec = dict(SERVER_ARGUMENT_SPEC, **S3_ARGUMENT_SPEC)
+    argument_spec = dict(S3_ARGUMENT_SPEC)
     argument_spec.update(
         apache=dict(type="bool", default=True),
         auto_gc=dict(type="bool"),

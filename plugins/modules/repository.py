@@ -29,6 +29,7 @@ description:
     effect with the next publish.
 extends_documentation_fragment:
   - sharedsw.cvmfs.cvmfs_server
+  - sharedsw.cvmfs.cvmfs_server.action_group
   - sharedsw.cvmfs.cvmfs_s3
 attributes:
   check_mode:
@@ -38,11 +39,6 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: Secrets in the S3 configuration file are shown as C(********).
-  action_group:
-    description: Use C(group/sharedsw.cvmfs.cvmfs) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - sharedsw.cvmfs.cvmfs
 options:
   apache:
     description:
@@ -78,7 +74,7 @@ options:
   gateway_url:
     description:
       - With O(storage=gateway), the gateway API URL, for example V(http://gateway.example.org:4929/api/v1).
-      - The module passes C(-u gw,<storage_dir>/<name>/data/txn,<gateway_url>).
+      - The module passes C(-u gw,/srv/cvmfs/<name>/data/txn,<gateway_url>).
     type: str
   hash_algorithm:
     description:
@@ -99,7 +95,7 @@ options:
   import_storage:
     description:
       - When the repository does not exist on this host, run C(cvmfs_server import) around the existing
-        local storage C(<storage_dir>/<name>) instead of C(mkfs). Only for O(storage=local).
+        local storage C(/srv/cvmfs/<name>) instead of C(mkfs). Only for O(storage=local).
     type: bool
     default: false
   keys_dir:
@@ -277,7 +273,7 @@ import pwd
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
-    S3_ARGUMENT_SPEC, SERVER_ARGUMENT_SPEC, RepositoryExists, WhitelistExpired)
+    S3_ARGUMENT_SPEC, RepositoryExists, WhitelistExpired)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
     KEY_KINDS, conf_value, key_files, parse_whitelist_expiry, public_key_text, read_storage_object, read_text,
     repository_state)
@@ -297,10 +293,7 @@ SETTING_KEYS = {
 
 class RepositoryModule(CvmfsServerModule):
     noun = "repository"
-    argument_spec = dict(
-        SERVER_ARGUMENT_SPEC,
-        **S3_ARGUMENT_SPEC
-    )
+    argument_spec = dict(S3_ARGUMENT_SPEC)
     argument_spec.update(
         apache=dict(type="bool", default=True),
         auto_tag=dict(type="bool"),

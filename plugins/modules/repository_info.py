@@ -33,11 +33,6 @@ options:
     description:
       - File of PEM CA certificates used to validate HTTPS servers instead of the system's CAs.
     type: path
-  etc_dir:
-    description:
-      - Local mode only. Configuration directory of the CernVM-FS server tools (holds C(repositories.d)).
-    type: path
-    default: /etc/cvmfs
   name:
     description:
       - Fully qualified repository name, for example V(repo.example.org).
@@ -84,11 +79,6 @@ options:
         HTTP 502/503/504), with jittered exponential backoff.
     type: int
     default: 2
-  spool_dir:
-    description:
-      - Local mode only. Spool directory of the CernVM-FS server tools (holds the transaction flags).
-    type: path
-    default: /var/spool/cvmfs
   stratum0_url:
     description:
       - Remote mode. Base URL of the repository on its stratum-0, for example
@@ -112,12 +102,9 @@ options:
       - Remote mode. Validate the certificates of HTTPS servers. Only turn this off for tests.
     type: bool
     default: true
+extends_documentation_fragment:
+  - sharedsw.cvmfs.cvmfs_server.action_group
 attributes:
-  action_group:
-    description: Use C(group/sharedsw.cvmfs.cvmfs) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - sharedsw.cvmfs.cvmfs
   check_mode:
     description: Can run in check_mode and return the same information, since it never changes anything.
     support: full
@@ -504,10 +491,8 @@ from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_format impor
     read_public_key_sources,
     utc_datetime,
 )
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
-    CvmfsPaths,
-    local_repositories,
-)
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import host_paths
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import local_repositories
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsModule
 
 REMOTE_ONLY = ("ca_file", "proxy", "public_keys", "reference_time", "stratum0_url")
@@ -516,14 +501,12 @@ REMOTE_ONLY = ("ca_file", "proxy", "public_keys", "reference_time", "stratum0_ur
 class RepositoryInfo(CvmfsModule):
     argument_spec = dict(
         ca_file=dict(type="path"),
-        etc_dir=dict(type="path", default="/etc/cvmfs"),
         name=dict(type="str", aliases=["repository"]),
         proxy=dict(type="str"),
         public_keys=dict(type="list", elements="str", no_log=False),
         read_root_catalog=dict(type="bool", default=False),
         reference_time=dict(type="str"),
         retries=dict(type="int", default=2),
-        spool_dir=dict(type="path", default="/var/spool/cvmfs"),
         stratum0_url=dict(type="str"),
         timeout=dict(type="float", default=10),
         url=dict(type="str"),
@@ -589,8 +572,7 @@ class RepositoryInfo(CvmfsModule):
             stratum0_url=self.params["stratum0_url"], read_root_catalog=self.params["read_root_catalog"])
 
     def local(self):
-        paths = CvmfsPaths(etc_dir=self.params["etc_dir"], spool_dir=self.params["spool_dir"])
-        repositories = local_repositories(paths)
+        repositories = local_repositories(host_paths())
         if self.params["name"]:
             wanted = self.params["name"]
             repositories = [r for r in repositories if wanted in (r["name"], r["fqrn"])]

@@ -80,10 +80,10 @@ attributes:
     support: full
     details: The diff lists every added (C(+)), updated (C(~)) and deleted (C(-)) path.
   action_group:
-    description: Use C(group/sharedsw.cvmfs.cvmfs) in C(module_defaults) to set defaults for this module.
+    description: Use C(group/sharedsw.cvmfs.s3) in C(module_defaults) to set the S3 connection once per play.
     support: full
     membership:
-      - sharedsw.cvmfs.cvmfs
+      - sharedsw.cvmfs.s3
 options:
   access_key:
     description:

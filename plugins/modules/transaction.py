@@ -26,6 +26,7 @@ description:
     V(aborted), so that a failed task never leaves the repository in a transaction (see EXAMPLES).
 extends_documentation_fragment:
   - sharedsw.cvmfs.cvmfs_server
+  - sharedsw.cvmfs.cvmfs_server.action_group
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -35,11 +36,6 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-  action_group:
-    description: Use C(group/sharedsw.cvmfs.cvmfs) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - sharedsw.cvmfs.cvmfs
 options:
   ingest:
     description:
@@ -230,7 +226,7 @@ import re
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
-    SERVER_ARGUMENT_SPEC, AlreadyInTransaction, NotInTransaction, PublishActive)
+    AlreadyInTransaction, NotInTransaction, PublishActive)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
     in_transaction, is_publishing, repository_state, scratch_has_changes)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsServerModule
@@ -239,8 +235,7 @@ from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import Cvmf
 class TransactionModule(CvmfsServerModule):
     noun = "repository"
     initial_results = dict(published=False, aborted=False)
-    argument_spec = dict(SERVER_ARGUMENT_SPEC)
-    argument_spec.update(
+    argument_spec = dict(
         ingest=dict(type="dict", options=dict(
             base_dir=dict(type="str"),
             catalog=dict(type="bool", default=False),

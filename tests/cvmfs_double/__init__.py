@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import TEST_HOOK_ENVIRON
+
 DOUBLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cvmfs_server")
 
 
@@ -26,15 +28,19 @@ class DoubleHost:
         # as the stratum1 role leaves a host: GeoAPI off, so add-replica installs no GeoIP database
         self.write("etc/cvmfs/server.local", "CVMFS_GEO_DB_FILE=NONE\n")
 
-    @property
-    def options(self):
-        return {"cvmfs_server_path": DOUBLE, "etc_dir": self.etc, "spool_dir": self.spool, "storage_dir": self.srv}
-
     def env(self):
         return {"CVMFS_DOUBLE_ROOT": self.root, "CVMFS_DOUBLE_FAIL": ",".join(self.fail)}
 
-    def run(self, module, args, check=False, diff=False):
-        return self._run_module(module, dict(self.options, **args), check=check, diff=diff, env=self.env())
+    def module_env(self, **paths):
+        """The environment of a module run: the double's, and the test hook pointing the module at the
+        double and at this host's tree (``paths``, e.g. ``etc_dir=...``, points it elsewhere)."""
+        where = dict({"cvmfs_server": DOUBLE, "etc_dir": self.etc, "spool_dir": self.spool, "storage_dir": self.srv},
+                     **paths)
+        return dict(self.env(), **hook_env(**where))
+
+    def run(self, module, args, check=False, diff=False, **paths):
+        """Run ``module`` against the double; ``paths`` as for :meth:`module_env`."""
+        return self._run_module(module, args, check=check, diff=diff, env=self.module_env(**paths))
 
     def cvmfs(self, *args):
         """Run the double directly (test set-up that is not the subject of the test); asserts success."""
@@ -72,6 +78,12 @@ class DoubleHost:
                 if line.startswith(b"S"):
                     return int(line[1:])
         return None
+
+
+def hook_env(**where):
+    """The environment variables of the modules' test hook (module_utils/_cvmfs_server.py) for
+    ``where`` (keys ``cvmfs_server``, ``etc_dir``, ``spool_dir``, ``storage_dir``)."""
+    return dict((TEST_HOOK_ENVIRON[key], str(value)) for key, value in where.items())
 
 
 def warning_texts(result):

@@ -57,7 +57,7 @@ class Host:
         self.workdir = base / (name + "-work")
         self.workdir.mkdir()
         paths = {
-            "etc_dir": "etc/cvmfs", "keys_dir": "etc/cvmfs/keys", "spool_dir": "var/spool/cvmfs",
+            "etc_dir": "etc/cvmfs", "keys_dir": "etc/cvmfs/keys",
             "storage_dir": "srv/cvmfs", "gateway_dir": "etc/cvmfs/gateway", "config_dir": "etc/sharedsw-cvmfs/stratum0",
             "systemd_dir": "etc/systemd/system", "program_dir": "usr/local/lib/sharedsw-cvmfs",
             "apache_conf_dir": "etc/apache2/conf-available", "apache_conf_enabled_dir": "etc/apache2/conf-enabled",

@@ -28,7 +28,7 @@ import uuid
 
 import pytest
 
-from tests.cvmfs_double import DOUBLE
+from tests.cvmfs_double import DOUBLE, hook_env
 from tests.support.cvmfs_repo import (  # pylint: disable=unused-import
     cvmfs_repo,  # noqa: F401  (the pytest fixture: re-keyed copy)
 )
@@ -98,7 +98,7 @@ class Host:
         for directory in (self.root, self.workdir):
             os.makedirs(directory)
         paths = {
-            "etc_dir": "etc/cvmfs", "keys_dir": "etc/cvmfs/keys", "spool_dir": "var/spool/cvmfs",
+            "etc_dir": "etc/cvmfs", "keys_dir": "etc/cvmfs/keys",
             "storage_dir": "srv/cvmfs", "config_dir": "etc/sharedsw-cvmfs/stratum1",
             "systemd_dir": "etc/systemd/system", "program_dir": "usr/local/lib/sharedsw-cvmfs",
             "apache_conf_dir": "etc/apache2/conf-available", "apache_conf_enabled_dir": "etc/apache2/conf-enabled",
@@ -144,6 +144,9 @@ class Host:
 
     def run(self, check=False, **overrides):
         env = {"CVMFS_DOUBLE_ROOT": self.root, "ANSIBLE_SKIP_TAGS": "stratum1_packages"}
+        # the replica module finds the double and this host's tree through its test hook
+        env.update(hook_env(cvmfs_server=DOUBLE, etc_dir=self.path("etc/cvmfs"),
+                            spool_dir=self.path("var/spool/cvmfs"), storage_dir=self.path("srv/cvmfs")))
         return run_playbook(self.workdir, "stratum1.yml", dict(self.vars, **overrides), check=check, env=env)
 
     def read(self, *parts):

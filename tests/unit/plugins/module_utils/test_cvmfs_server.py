@@ -179,41 +179,28 @@ class TestRun:
             srv.CvmfsServer(binary=str(slow), timeout=0.2).run("list")
 
 
-class TestTransactionContext:
-    def test_publishes_on_success(self, double_root):
-        runner = srv.CvmfsServer(binary=DOUBLE)
-        runner.run("mkfs", name="r.org", owner="root")
-        with runner.transaction("r.org", tag="t1") as repo:
-            assert repo == "r.org" and (double_root / "var/spool/cvmfs/r.org/in_transaction.lock").exists()
-        assert [c["argv"][0] for c in calls(double_root)] == ["mkfs", "transaction", "publish"]
-        assert calls(double_root)[-1]["argv"] == ["publish", "-f", "-a", "t1", "r.org"]
-        assert not (double_root / "var/spool/cvmfs/r.org/in_transaction.lock").exists()
+class TestHostGlue:
+    """Where the modules find cvmfs_server and its directories: the package's places, unless the test
+    hook (environment variables the test suite sets) says otherwise."""
 
-    def test_aborts_when_the_body_fails(self, double_root):
-        runner = srv.CvmfsServer(binary=DOUBLE)
-        runner.run("mkfs", name="r.org", owner="root")
-        with pytest.raises(RuntimeError):
-            with runner.transaction("r.org"):
-                raise RuntimeError("copy failed")
-        assert calls(double_root)[-1]["argv"] == ["abort", "-f", "r.org"]
-        assert not (double_root / "var/spool/cvmfs/r.org/in_transaction.lock").exists()
+    def test_package_places_without_the_hook(self, monkeypatch):
+        for variable in srv.TEST_HOOK_ENVIRON.values():
+            monkeypatch.delenv(variable, raising=False)
+        paths = srv.host_paths()
+        assert (paths.etc_dir, paths.spool_dir, paths.srv_dir) == ("/etc/cvmfs", "/var/spool/cvmfs", "/srv/cvmfs")
+        monkeypatch.setenv("PATH", os.path.dirname(DOUBLE))
+        assert srv.host_server(check_mode=False).binary == DOUBLE
 
-    def test_aborts_when_publish_fails(self, double_root, monkeypatch):
-        runner = srv.CvmfsServer(binary=DOUBLE)
-        runner.run("mkfs", name="r.org", owner="root")
-        monkeypatch.setenv("CVMFS_DOUBLE_FAIL", "publish:sync")
-        with pytest.raises(srv.CvmfsServerError, match="Synchronization failed"):
-            with runner.transaction("r.org"):
-                pass
-        assert [c["argv"][0] for c in calls(double_root)][-2:] == ["publish", "abort"]
-        assert not (double_root / "var/spool/cvmfs/r.org/in_transaction.lock").exists()
-
-    def test_nothing_to_undo_when_open_fails(self, double_root):
-        runner = srv.CvmfsServer(binary=DOUBLE)
-        with pytest.raises(srv.RepositoryMissing):
-            with runner.transaction("none.org"):
-                raise AssertionError("body must not run")
-        assert [c["argv"][0] for c in calls(double_root)] == ["transaction"]
+    def test_the_hook_points_elsewhere(self, monkeypatch, tmp_path):
+        where = {"etc_dir": tmp_path / "e", "spool_dir": tmp_path / "s", "storage_dir": tmp_path / "d"}
+        for key, value in where.items():
+            monkeypatch.setenv(srv.TEST_HOOK_ENVIRON[key], str(value))
+        monkeypatch.setenv(srv.TEST_HOOK_ENVIRON["cvmfs_server"], DOUBLE)
+        monkeypatch.setenv("PATH", "/nonexistent")
+        paths = srv.host_paths()
+        assert (paths.etc_dir, paths.spool_dir, paths.srv_dir) == tuple(str(v) for v in where.values())
+        server = srv.host_server(check_mode=True)
+        assert server.binary == DOUBLE and server.check_mode
 
 
 def result(rc, stdout="", stderr=""):

@@ -1,8 +1,8 @@
 """Fixtures for module tests against the cvmfs_server TEST DOUBLE (tests/cvmfs_double/cvmfs_server).
 
 The double mimics documented behaviour from the facts file; it is not CernVM-FS. Every test gets
-its own scratch root; the modules are pointed at it through their advanced options
-(cvmfs_server_path, etc_dir, spool_dir, storage_dir).
+its own scratch root; the modules are pointed at it through the test hook of
+module_utils/_cvmfs_server.py (environment variables, see DoubleHost.module_env).
 """
 
 import pytest

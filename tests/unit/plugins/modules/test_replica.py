@@ -167,8 +167,7 @@ def test_stratum0_not_replicable(host, pub, tmp_path):
 
 def test_already_a_stratum1_race_is_unchanged(host, source, pub, tmp_path):
     host.run("replica", present(source, pub, initial_snapshot=False))
-    result = host._run_module("replica", dict(host.options, etc_dir=str(tmp_path / "e"),
-                                              **present(source, pub, initial_snapshot=False)), env=host.env())
+    result = host.run("replica", present(source, pub, initial_snapshot=False), etc_dir=str(tmp_path / "e"))
     assert not result.failed and result["changed"] is False
     assert "There is already a Stratum1 repository %s" % NAME in result["stderr"]
 
@@ -183,8 +182,7 @@ def test_name_is_a_stratum0(host, source, pub):
 def test_name_is_a_stratum0_race(host, source, pub, tmp_path):
     """'Repository <alias> already exists as a Stratum0 repository. Use -n ...' from add-replica."""
     host.cvmfs("mkfs", "-o", "root", NAME)
-    result = host._run_module("replica", dict(host.options, etc_dir=str(tmp_path / "e"), **present(source, pub)),
-                              env=host.env())
+    result = host.run("replica", present(source, pub), etc_dir=str(tmp_path / "e"))
     assert result.failed and "choose another replica name (alias)" in result["msg"]
 
 
@@ -271,8 +269,7 @@ def test_snapshot_of_missing_replica_race(host, source, pub, tmp_path):
     etc = tmp_path / "module-etc" / "repositories.d" / NAME
     etc.mkdir(parents=True)
     (etc / "replica.conf").write_text("CVMFS_PUBLIC_KEY=%s\n" % pub)
-    result = host._run_module("replica", dict(host.options, etc_dir=str(tmp_path / "module-etc"), name=NAME,
-                                              state="snapshot"), env=host.env())
+    result = host.run("replica", dict(name=NAME, state="snapshot"), etc_dir=str(tmp_path / "module-etc"))
     assert result.failed and "%s does not exist on this host" % NAME in result["msg"]
 
 
@@ -288,8 +285,7 @@ def test_snapshot_of_stratum0_race(host, tmp_path):
     etc = tmp_path / "module-etc" / "repositories.d" / NAME
     etc.mkdir(parents=True)
     (etc / "replica.conf").write_text("CVMFS_PUBLIC_KEY=/k\n")
-    result = host._run_module("replica", dict(host.options, etc_dir=str(tmp_path / "module-etc"), name=NAME,
-                                              state="snapshot"), env=host.env())
+    result = host.run("replica", dict(name=NAME, state="snapshot"), etc_dir=str(tmp_path / "module-etc"))
     assert result.failed and "%s is not a stratum-1 replica on this host" % NAME in result["msg"]
 
 
@@ -315,6 +311,5 @@ def test_absent_race_is_unchanged(host, tmp_path):
     etc = tmp_path / "module-etc" / "repositories.d" / NAME
     etc.mkdir(parents=True)
     (etc / "replica.conf").write_text("CVMFS_PUBLIC_KEY=/k\n")
-    result = host._run_module("replica", dict(host.options, etc_dir=str(tmp_path / "module-etc"), name=NAME,
-                                              state="absent"), env=host.env())
+    result = host.run("replica", dict(name=NAME, state="absent"), etc_dir=str(tmp_path / "module-etc"))
     assert not result.failed and result["changed"] is False

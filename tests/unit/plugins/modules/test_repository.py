@@ -302,8 +302,7 @@ def test_mkfs_without_apache_config_still_needs_apache(host):
 def test_mkfs_repository_exists_race_is_unchanged(host, tmp_path):
     host.run("repository", present())
     # the module reads an empty etc_dir (as if the repository appeared after its state read)
-    result = host._run_module("repository", dict(host.options, etc_dir=str(tmp_path / "empty"), **present()),
-                              env=host.env())
+    result = host.run("repository", present(), etc_dir=str(tmp_path / "empty"))
     assert not result.failed and result["changed"] is False
     assert result["stderr"].strip() == "The repository %s already exists" % NAME
 
@@ -388,8 +387,7 @@ def test_rmfs_does_not_exist_race_is_unchanged(host, tmp_path):
     # the module sees a repository the tool no longer has
     other_etc = tmp_path / "module-etc"
     (other_etc / "repositories.d" / NAME).mkdir(parents=True)
-    result = host._run_module("repository", dict(host.options, etc_dir=str(other_etc), name=NAME, state="absent"),
-                              env=host.env())
+    result = host.run("repository", dict(name=NAME, state="absent"), etc_dir=str(other_etc))
     assert not result.failed and result["changed"] is False
     assert "The repository %s does not exist." % NAME in result["stderr"]
 
@@ -440,8 +438,7 @@ class TestImportErrors:
 
     def test_exists_race_is_unchanged(self, host, tmp_path):
         host.run("repository", present())
-        result = host._run_module("repository", dict(host.options, etc_dir=str(tmp_path / "e"),
-                                                     **present(import_storage=True)), env=host.env())
+        result = host.run("repository", present(import_storage=True), etc_dir=str(tmp_path / "e"))
         assert not result.failed and result["changed"] is False
 
     def test_only_local(self, host):
@@ -461,8 +458,9 @@ def expire_whitelist(storage):
 
 
 def test_without_cvmfs_server_installed(host):
-    missing = {"cvmfs_server_path": "/nonexistent/cvmfs_server"}
-    gone = host.run("repository", dict({"name": NAME, "state": "absent"}, **missing))
+    missing = {"cvmfs_server": "/nonexistent/cvmfs_server"}
+    gone = host.run("repository", {"name": NAME, "state": "absent"}, **missing)
     assert not gone.failed and gone["changed"] is False
-    result = host.run("repository", dict(present(), **missing))
-    assert result.failed and "cvmfs_server_path /nonexistent/cvmfs_server is not an executable file" in result["msg"]
+    result = host.run("repository", present(), **missing)
+    assert result.failed and ("/nonexistent/cvmfs_server is not an executable file: it must be cvmfs_server"
+                              in result["msg"])

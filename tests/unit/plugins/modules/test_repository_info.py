@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from tests.cvmfs_double import hook_env
 from tests.support.server_tree import make_stratum0, stratum0_conf, write
 
 MODULE = "repository_info"
@@ -36,18 +37,19 @@ CVMFS_HTTP_RETRIES=3
 
 @pytest.fixture
 def server_tree(tmp_path):
-    """A stratum-0 in a transaction and an aliased stratum-1 of it, as cvmfs_server writes them."""
+    """A stratum-0 in a transaction and an aliased stratum-1 of it, as cvmfs_server writes them; returns
+    the module environment that points the module at it (the test hook of module_utils/_cvmfs_server.py)."""
     etc = tmp_path / "etc"
     spool = tmp_path / "spool"
     make_stratum0(etc, spool, "sw.example.org", SERVER_CONF_S0, in_transaction=True)
     write(etc / "repositories.d/sw-s1.example.org/server.conf", SERVER_CONF_S1)
     write(etc / "repositories.d/sw-s1.example.org/replica.conf", REPLICA_CONF)
     os.makedirs(str(spool / "sw-s1.example.org"))
-    return {"etc_dir": str(etc), "spool_dir": str(spool)}
+    return hook_env(etc_dir=etc, spool_dir=spool)
 
 
 def test_local_lists_repositories(run_module, server_tree):
-    result = run_module(MODULE, server_tree, check=True)
+    result = run_module(MODULE, {}, check=True, env=server_tree)
     assert not result.failed, result.get("msg")
     assert result["changed"] is False
     found = dict((r["name"], r) for r in result["repositories"])
@@ -61,16 +63,16 @@ def test_local_lists_repositories(run_module, server_tree):
 
 
 def test_local_filter_by_alias_or_name(run_module, server_tree):
-    alias = run_module(MODULE, dict(server_tree, name="sw-s1.example.org"))
+    alias = run_module(MODULE, {"name": "sw-s1.example.org"}, env=server_tree)
     assert [r["name"] for r in alias["repositories"]] == ["sw-s1.example.org"]
-    fqrn = run_module(MODULE, dict(server_tree, repository="sw.example.org"))
+    fqrn = run_module(MODULE, {"repository": "sw.example.org"}, env=server_tree)
     assert sorted(r["name"] for r in fqrn["repositories"]) == ["sw-s1.example.org", "sw.example.org"]
-    absent = run_module(MODULE, dict(server_tree, name="absent.example.org"))
+    absent = run_module(MODULE, {"name": "absent.example.org"}, env=server_tree)
     assert not absent.failed and absent["repositories"] == []
 
 
 def test_local_without_any_repository(run_module, tmp_path):
-    result = run_module(MODULE, {"etc_dir": str(tmp_path), "spool_dir": str(tmp_path)})
+    result = run_module(MODULE, {}, env=hook_env(etc_dir=tmp_path, spool_dir=tmp_path))
     assert not result.failed and result["repositories"] == []
 
 

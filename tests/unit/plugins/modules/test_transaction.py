@@ -187,8 +187,7 @@ def test_gateway_retry_timeout_passed(gateway_repo):
 def test_opened_already_open_race_is_unchanged(repo, tmp_path):
     """exit 17 'another transaction is already open' -> wanted state holds."""
     repo.cvmfs("transaction", NAME)
-    result = repo._run_module("transaction", dict(repo.options, spool_dir=str(tmp_path / "empty"), **txn("opened")),
-                              env=repo.env())
+    result = repo.run("transaction", txn("opened"), spool_dir=str(tmp_path / "empty"))
     assert not result.failed and result["changed"] is False and result["rc"] == 0
     assert "another transaction is already open" in result["stderr"]
 
@@ -317,8 +316,7 @@ def test_abort_not_in_transaction_race_is_unchanged(repo, tmp_path):
     spool = tmp_path / "module-spool" / NAME
     spool.mkdir(parents=True)
     (spool / "in_transaction.lock").write_text("")
-    result = repo._run_module("transaction", dict(repo.options, spool_dir=str(spool.parent), **txn("aborted")),
-                              env=repo.env())
+    result = repo.run("transaction", txn("aborted"), spool_dir=str(spool.parent))
     assert not result.failed and result["changed"] is False and result["aborted"] is False
 
 
@@ -354,8 +352,7 @@ def test_publish_not_in_transaction_race_is_unchanged(repo, tmp_path):
     spool = tmp_path / "module-spool" / NAME
     spool.mkdir(parents=True)
     (spool / "in_transaction.lock").write_text("")
-    result = repo._run_module("transaction", dict(repo.options, spool_dir=str(spool.parent), **txn("published")),
-                              env=repo.env())
+    result = repo.run("transaction", txn("published"), spool_dir=str(spool.parent))
     assert not result.failed and result["changed"] is False and result["published"] is False
     assert "Repository %s is not in a transaction" % NAME in result["stdout"]
 
@@ -393,8 +390,7 @@ def test_publish_another_publish_active_reported_by_tool(repo, tmp_path):
     (module_spool / "in_transaction.lock").write_text("")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        result = repo._run_module("transaction", dict(repo.options, spool_dir=str(module_spool.parent),
-                                                      **txn("published")), env=repo.env())
+        result = repo.run("transaction", txn("published"), spool_dir=str(module_spool.parent))
     finally:
         os.close(fd)
     assert result.failed and "another publish process is active" in result["msg"]
@@ -463,8 +459,7 @@ class TestIngestErrors:
     def test_transaction_open_race(self, repo, tmp_path):
         """'another transaction is already open' + 'Impossible to start a transaction' from ingest."""
         repo.cvmfs("transaction", NAME)
-        result = repo._run_module("transaction", dict(repo.options, spool_dir=str(tmp_path / "e"),
-                                                      **txn("published", ingest={"delete": ["/x"]})), env=repo.env())
+        result = repo.run("transaction", txn("published", ingest={"delete": ["/x"]}), spool_dir=str(tmp_path / "e"))
         assert result.failed and "a transaction is already open on %s" % NAME in result["msg"]
         assert "Impossible to start a transaction" in result["stderr"]
 
