@@ -353,7 +353,7 @@ class EventJob(PublishJob):
     def run_sync(self, check):
         if self.keys is None:
             return super(EventJob, self).run_sync(check)
-        from ._s3_sync import NeedsFullSync
+        from ._s3_keys import NeedsFullSync
         try:
             return self._sync_keys(check)
         except NeedsFullSync as error:
@@ -365,7 +365,8 @@ class EventJob(PublishJob):
     def _sync_keys(self, check):
         """The job's own sync (its ``sync_argv``, read with the command line's parser, so keys mode
         and the timer's full sync use the same options), limited to the touched keys, in-process."""
-        from ._s3_sync import ConnectionOptions, Options, sync_keys
+        from ._s3_connect import ConnectionOptions
+        from ._s3_sync import Options, sync_keys
         from ._s3_sync_cli import _parser
         argv = self.sync_argv(check)
         args = _parser().parse_args(argv[argv.index("--bucket"):])

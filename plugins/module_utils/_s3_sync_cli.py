@@ -12,8 +12,8 @@ relative imports only), e.g. with the collection on ``PYTHONPATH``::
         --endpoint-url https://rgw.example.org --bucket software --prefix cvmfs/ \\
         --dest /cvmfs/sw.example.org --state-file /var/lib/sharedsw-cvmfs/s3-sync/sw.json
 
-or, as the publisher role installs it (``_common.py``, ``_s3_http.py``, ``_s3_sync.py`` and
-this file copied into a package directory, e.g. ``/usr/local/lib/sharedsw-cvmfs/cvmfs_s3sync``)::
+or, as the publisher role installs it (``_common.py``, the ``_s3_*.py`` files and this file
+copied into a package directory, e.g. ``/usr/local/lib/sharedsw-cvmfs/cvmfs_s3sync``)::
 
     PYTHONPATH=/usr/local/lib/sharedsw-cvmfs python3 -m cvmfs_s3sync._s3_sync_cli ...
 
@@ -50,7 +50,9 @@ import signal
 import sys
 
 from ._common import CvmfsError
-from ._s3_sync import ConnectionOptions, Options, SyncLocked, sync
+from ._s3_connect import ConnectionOptions
+from ._s3_local import SyncLocked
+from ._s3_sync import Options, sync
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_LOCKED = 0, 1, 2, 3, 4
 
