@@ -289,4 +289,3 @@ class BotoS3:
 
     def close(self):
         pass
-

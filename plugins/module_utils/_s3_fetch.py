@@ -391,4 +391,3 @@ def _big_error(key, error):
     wrapped = S3HTTPError("GET %s (multipart): %s" % (display(key), error), code=code, key=key)
     wrapped.exception = error
     return wrapped
-

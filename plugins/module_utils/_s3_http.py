@@ -554,4 +554,3 @@ class FastS3:
         if response.status != 200:
             raise parse_error(response, "GET s3://%s/%s" % (self.bucket, key), key=key)
         return response.headers
-

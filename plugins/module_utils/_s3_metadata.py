@@ -162,4 +162,3 @@ def object_attributes(headers, is_dir=False, warnings=None):
             target = None
         return Attributes(KIND_LINK, 0o777, mtime, target if target is not None else "")
     return Attributes(KIND_FILE, DEFAULT_FILE_MODE if mode is None else safe_mode(mode, False), mtime)
-

@@ -237,4 +237,3 @@ def directories_written(plan, tree):
     for path, unused in plan["delete"]:
         write_into(_parent(path))
     return written, emptied
-
