@@ -55,7 +55,7 @@ def put_raw(server, bucket, key_bytes, endpoint_url=None):
 
 def conn_options(server, endpoint_url=None, retries=2):
     return connection.ConnectionOptions(endpoint_url=endpoint_url or server.endpoint_url, region=server.region,
-                                    access_key=server.access_key, secret_key=server.secret_key, retries=retries)
+                                        access_key=server.access_key, secret_key=server.secret_key, retries=retries)
 
 
 def sync(server, bucket, dirs, endpoint_url=None, retries=2, **options):
