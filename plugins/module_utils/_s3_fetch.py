@@ -344,7 +344,6 @@ class Fetcher:
             self._finish_file(entry, handle.fileno(), before, size)
 
 
-
 class _Spool:
     """A GET body: held in memory up to ``limit`` bytes, then moved to the file ``open_file()``
     returns and streamed there, so memory per download stays bounded whatever its length."""
@@ -378,7 +377,6 @@ class _Spool:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
 
 
 def _big_error(key, error):

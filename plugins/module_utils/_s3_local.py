@@ -88,7 +88,6 @@ def rmtree(path, ignore_errors=False):
     shutil.rmtree(path, ignore_errors=ignore_errors)
 
 
-
 class State:
     """key -> [etag, size, last_modified, mtime_s, mode, target] for what we last wrote."""
 
@@ -146,7 +145,6 @@ def is_inside(path, directory):
     path = os.path.abspath(path)
     directory = os.path.abspath(directory)
     return path == directory or path.startswith(directory.rstrip("/") + "/")
-
 
 
 def make_staging(dest):
@@ -207,7 +205,6 @@ class StateLock:
             self.fd = None
 
 
-
 def local_problems(dest, plan, tree, staging_dev):
     """``[(path, problem)]`` for every local path :func:`apply` would fail to change: directories
     to write into that this user may not write, or that are on another file system than the
@@ -251,7 +248,6 @@ def _may_access(path, mode):
     if os.access in os.supports_effective_ids:
         return os.access(path, mode, effective_ids=True)
     return os.access(path, mode)
-
 
 
 def apply(plan, dest, staged_name):

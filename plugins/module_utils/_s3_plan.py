@@ -46,7 +46,6 @@ class Entry:
         self.reason = None    # set when the key is rejected (never cleared)
 
 
-
 def tree_conflicts(entries, prefix, reject_case_conflicts):
     """Rules that need the whole listing: ``[(entry, reason)]`` for file keys that are also a
     directory prefix, and (with ``reject_case_conflicts``) for keys in case-only duplicates."""

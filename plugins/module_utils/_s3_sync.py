@@ -120,7 +120,6 @@ class Options:
         self.diff = diff
 
 
-
 class Sync:
     """One run over ``fast`` (a :class:`~._s3_http.FastS3`, or anything with ``list_page``,
     ``head`` and ``get``); ``client_factory`` returns a boto3 S3 client for big objects."""
@@ -444,7 +443,6 @@ class Sync:
             % (self.o.dest, os.geteuid(), shown, more), partially_applied=False,
             local_problems=[{"path": display(p), "problem": w} for p, w in problems[:self.o.max_reported]])
 
-
     # ---------------------------------------------------------------- state and result
 
     def _save_state(self, state):
@@ -467,7 +465,6 @@ class Sync:
         if objects != state.objects or not state.loaded:
             state.save(objects)
 
-
     def _result(self, plan):
         cap = self.o.max_reported
         result = {}
@@ -482,8 +479,9 @@ class Sync:
         missing = sorted(self.fetcher.missing)
         result["missing"] = {"count": len(missing), "bytes": sum(size for unused, size in missing)}
         result["missing_keys"] = [key for key, unused in missing[:cap]]
-        self.fetcher.warnings.extend("s3://%s/%s was listed but gone when fetched (deleted or replaced while the sync ran); "
-                             "its local path was left as it was" % (self.o.bucket, key) for key, unused in missing)
+        self.fetcher.warnings.extend(
+            "s3://%s/%s was listed but gone when fetched (deleted or replaced while the sync ran); "
+            "its local path was left as it was" % (self.o.bucket, key) for key, unused in missing)
         result["changed"] = any(paths.values())
         result["changed_paths"] = dict((k, v[:cap]) for k, v in paths.items())
         result["changed_paths_truncated"] = any(len(v) > cap for v in paths.values())
@@ -495,7 +493,6 @@ class Sync:
             lines += ["- %s" % p for p in paths["deleted"]]
             result["diff"] = {"prepared": "\n".join(lines) + ("\n" if lines else "")}
         return result
-
 
 
 def sync_keys(conn, options, keys, log=None):
