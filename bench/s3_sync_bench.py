@@ -33,7 +33,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-ENGINE_FILES = ("_common.py", "_s3_http.py", "_s3_sync.py", "_s3_sync_cli.py")
+ENGINE_FILES = ("_common.py", "_s3_connect.py", "_s3_fetch.py", "_s3_http.py", "_s3_keys.py", "_s3_local.py",
+                "_s3_metadata.py", "_s3_plan.py", "_s3_rules.py", "_s3_sync.py", "_s3_sync_cli.py")
 MIB = 1024 * 1024
 
 

@@ -353,7 +353,7 @@ class EventJob(PublishJob):
     def run_sync(self, check):
         if self.keys is None:
             return super(EventJob, self).run_sync(check)
-        from ._s3_sync import NeedsFullSync
+        from ._s3_keys import NeedsFullSync
         try:
             return self._sync_keys(check)
         except NeedsFullSync as error:
@@ -365,26 +365,14 @@ class EventJob(PublishJob):
     def _sync_keys(self, check):
         """The job's own sync (its ``sync_argv``, read with the command line's parser, so keys mode
         and the timer's full sync use the same options), limited to the touched keys, in-process."""
-        from ._s3_sync import ConnectionOptions, Options, sync_keys
-        from ._s3_sync_cli import _parser
+        from ._s3_sync import sync_keys
+        from ._s3_sync_cli import _parser, sync_options
         argv = self.sync_argv(check)
         args = _parser().parse_args(argv[argv.index("--bucket"):])
         credentials = self.credentials
-        # as _s3_sync_cli.main builds them; the credentials it would take from the environment
-        conn = ConnectionOptions(
-            endpoint_url=args.endpoint_url, region=args.region,
-            access_key=credentials.get("AWS_ACCESS_KEY_ID"), secret_key=credentials.get("AWS_SECRET_ACCESS_KEY"),
-            session_token=credentials.get("AWS_SESSION_TOKEN"), profile=args.profile,
-            validate_certs=not args.no_verify_ssl, ca_bundle=args.ca_bundle, addressing_style=args.addressing_style,
-            retries=args.retries, use_fast_path=False if args.boto_only else None)
-        options = Options(
-            bucket=args.bucket, dest=args.dest, prefix=args.prefix, delete=not args.no_delete,
-            include=args.include, exclude=args.exclude, max_workers=args.max_workers,
-            state_file=args.state_file, on_invalid=args.on_invalid, symlink_root=args.symlink_root,
-            allow_symlink_escape=args.allow_symlink_escape, reject_case_conflicts=args.reject_case_conflicts,
-            multipart_threshold=args.multipart_threshold, verify_checksum=not args.no_verify_checksum,
-            retries=args.retries, max_reported=args.max_reported, check_mode=args.check,
-            on_missing=args.on_missing)
+        # the credentials _s3_sync_cli.main would take from the environment
+        conn, options = sync_options(args, credentials.get("AWS_ACCESS_KEY_ID"), credentials.get("AWS_SECRET_ACCESS_KEY"),
+                                     credentials.get("AWS_SESSION_TOKEN"))
         what = "planning" if check else "applying"
         self.log.info("%s %d key(s) of %s from s3://%s/%s to %s"
                       % (what, len(self.keys), self.repository, args.bucket, args.prefix, args.dest))

@@ -32,11 +32,7 @@ __metaclass__ = type
 import json
 import re
 
-try:
-    from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
-except ImportError:  # pragma: no cover - Python 2
-    from urllib import quote  # type: ignore
-    from urlparse import parse_qsl, urlsplit, urlunsplit  # type: ignore
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from ._common import CvmfsError
 

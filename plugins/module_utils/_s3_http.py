@@ -34,17 +34,13 @@ __metaclass__ = type
 
 import hashlib
 import hmac
-import os
 import re
 import socket
 import threading
 import time
 from xml.etree import ElementTree
 
-try:
-    from urllib.parse import quote, unquote_to_bytes, urlsplit, parse_qsl
-except ImportError:  # pragma: no cover - Python 2 is not supported by this engine
-    raise
+from urllib.parse import quote, unquote_to_bytes, urlsplit, parse_qsl
 
 from ._common import CvmfsError, Retry
 
@@ -558,10 +554,3 @@ class FastS3:
         if response.status != 200:
             raise parse_error(response, "GET s3://%s/%s" % (self.bucket, key), key=key)
         return response.headers
-
-
-def write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]

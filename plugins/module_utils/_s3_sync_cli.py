@@ -12,8 +12,8 @@ relative imports only), e.g. with the collection on ``PYTHONPATH``::
         --endpoint-url https://rgw.example.org --bucket software --prefix cvmfs/ \\
         --dest /cvmfs/sw.example.org --state-file /var/lib/sharedsw-cvmfs/s3-sync/sw.json
 
-or, as the publisher role installs it (``_common.py``, ``_s3_http.py``, ``_s3_sync.py`` and
-this file copied into a package directory, e.g. ``/usr/local/lib/sharedsw-cvmfs/cvmfs_s3sync``)::
+or, as the publisher role installs it (``_common.py``, the ``_s3_*.py`` files and this file
+copied into a package directory, e.g. ``/usr/local/lib/sharedsw-cvmfs/cvmfs_s3sync``)::
 
     PYTHONPATH=/usr/local/lib/sharedsw-cvmfs python3 -m cvmfs_s3sync._s3_sync_cli ...
 
@@ -50,7 +50,9 @@ import signal
 import sys
 
 from ._common import CvmfsError
-from ._s3_sync import ConnectionOptions, Options, SyncLocked, sync
+from ._s3_connect import ConnectionOptions
+from ._s3_local import SyncLocked
+from ._s3_sync import Options, sync
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_LOCKED = 0, 1, 2, 3, 4
 
@@ -103,6 +105,24 @@ def _credentials(path):
         raise CvmfsError("cannot read access_key/secret_key from the credentials file %s: %s" % (path, error))
 
 
+def sync_options(args, access_key=None, secret_key=None, session_token=None):
+    """``(ConnectionOptions, Options)`` from arguments parsed by :func:`_parser` and the credentials."""
+    conn = ConnectionOptions(
+        endpoint_url=args.endpoint_url, region=args.region, access_key=access_key, secret_key=secret_key,
+        session_token=session_token, profile=args.profile, validate_certs=not args.no_verify_ssl,
+        ca_bundle=args.ca_bundle, addressing_style=args.addressing_style, retries=args.retries,
+        use_fast_path=False if args.boto_only else None)
+    options = Options(
+        bucket=args.bucket, dest=args.dest, prefix=args.prefix, delete=not args.no_delete,
+        include=args.include, exclude=args.exclude, max_workers=args.max_workers,
+        state_file=args.state_file, on_invalid=args.on_invalid, symlink_root=args.symlink_root,
+        allow_symlink_escape=args.allow_symlink_escape, reject_case_conflicts=args.reject_case_conflicts,
+        multipart_threshold=args.multipart_threshold, verify_checksum=not args.no_verify_checksum,
+        retries=args.retries, max_reported=args.max_reported, check_mode=args.check, diff=args.diff,
+        on_missing=args.on_missing)
+    return conn, options
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
@@ -117,19 +137,7 @@ def main(argv=None):
         access = secret = token = None
         if args.credentials_file:
             access, secret, token = _credentials(args.credentials_file)
-        conn = ConnectionOptions(
-            endpoint_url=args.endpoint_url, region=args.region, access_key=access, secret_key=secret,
-            session_token=token, profile=args.profile, validate_certs=not args.no_verify_ssl,
-            ca_bundle=args.ca_bundle, addressing_style=args.addressing_style, retries=args.retries,
-            use_fast_path=False if args.boto_only else None)
-        options = Options(
-            bucket=args.bucket, dest=args.dest, prefix=args.prefix, delete=not args.no_delete,
-            include=args.include, exclude=args.exclude, max_workers=args.max_workers,
-            state_file=args.state_file, on_invalid=args.on_invalid, symlink_root=args.symlink_root,
-            allow_symlink_escape=args.allow_symlink_escape, reject_case_conflicts=args.reject_case_conflicts,
-            multipart_threshold=args.multipart_threshold, verify_checksum=not args.no_verify_checksum,
-            retries=args.retries, max_reported=args.max_reported, check_mode=args.check, diff=args.diff,
-            on_missing=args.on_missing)
+        conn, options = sync_options(args, access, secret, token)
         result.update(sync(conn, options, log=logging.getLogger("s3_sync").info))
         status = EXIT_OK
     except CvmfsError as error:

@@ -36,8 +36,10 @@ description:
     O(persistent=false) and O(ack_level=none): events can then be lost while the broker is
     unreachable, which the consumer's re-sync after every reconnect and the publisher's periodic
     full sync repair."
+  - The S3 credentials must be the bucket owner's (only the owner may configure its notifications).
 extends_documentation_fragment:
   - sharedsw.cvmfs._amqp
+  - sharedsw.cvmfs._s3
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -54,12 +56,6 @@ attributes:
     membership:
       - sharedsw.cvmfs.s3
 options:
-  access_key:
-    description:
-      - S3 access key of the bucket's owner (only the owner may configure its notifications). With
-        O(secret_key). Without both, credentials come from O(profile) or the usual boto3 chain.
-    type: str
-    aliases: [aws_access_key_id]
   ack_level:
     description:
       - When RGW considers an event delivered (topic attribute C(amqp-ack-level)). V(broker) waits for
@@ -72,9 +68,6 @@ options:
     description: The bucket users upload to.
     type: str
     required: true
-  ca_bundle:
-    description: CA certificates (PEM file) to verify the S3 endpoint with.
-    type: path
   dead_letter_exchange:
     description: Durable topic exchange that receives what the consumer gives up on. Default C(<exchange>.dead-letter).
     type: str
@@ -92,9 +85,6 @@ options:
         says how to recreate the queue.
     type: int
     default: 20
-  endpoint_url:
-    description: S3 endpoint URL of the RGW, for example C(https://rgw.example.org).
-    type: str
   events:
     description: S3 event types of the notification.
     type: list
@@ -125,9 +115,6 @@ options:
     description: Key prefix the notification is filtered to (the repository's source prefix). Empty means the whole bucket.
     type: str
     default: cvmfs/
-  profile:
-    description: Profile from the AWS config files to take credentials from.
-    type: str
   push_ca_location:
     description: CA file on the RGW hosts to verify an V(amqps://) O(push_endpoint) with (topic attribute C(ca-location)).
     type: str
@@ -162,16 +149,6 @@ options:
     type: str
     choices: [auto, classic, quorum]
     default: auto
-  region:
-    description: Signing region of the S3 endpoint (RGW's zonegroup name, often V(default)).
-    type: str
-  secret_key:
-    description: S3 secret key, with O(access_key).
-    type: str
-    aliases: [aws_secret_access_key]
-  session_token:
-    description: Session token for temporary credentials.
-    type: str
   state:
     description: Whether the event path exists.
     type: str
@@ -180,10 +157,6 @@ options:
   topic:
     description: Name of the topic; it is also the AMQP routing key of the events. Default O(name).
     type: str
-  validate_certs:
-    description: Verify the S3 endpoint's TLS certificate.
-    type: bool
-    default: true
 notes:
   - Requires boto3 and pika on the host that runs the module.
   - AMQP 0-9-1 cannot list bindings, so the bindings are asserted on every run and a restored
@@ -281,42 +254,28 @@ topic_arn:
   sample: arn:aws:sns:default::cvmfs-sw.example.org
 """
 
-import traceback
-
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsModule
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _amqp
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _rgw_events as rgw
-
-try:
-    import boto3
-    import botocore.config
-    import botocore.exceptions
-    HAS_BOTO3 = True
-    BOTO3_IMP_ERR = None
-except ImportError:
-    HAS_BOTO3 = False
-    BOTO3_IMP_ERR = traceback.format_exc()
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_module as s3
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._s3_connect import boto_session
 
 
 class BucketNotificationModule(CvmfsModule):
     argument_spec = dict(
-        access_key=dict(type="str", aliases=["aws_access_key_id"], no_log=False),
         ack_level=dict(type="str", choices=["broker", "none", "routable"], default="broker"),
         bucket=dict(type="str", required=True),
-        ca_bundle=dict(type="path"),
         dead_letter_exchange=dict(type="str"),
         dead_letter_queue=dict(type="str"),
         delivery_limit=dict(type="int", default=20),
-        endpoint_url=dict(type="str"),
         events=dict(type="list", elements="str", default=list(rgw.EVENTS)),
         exchange=dict(type="str", default="cvmfs-events"),
         name=dict(type="str", required=True),
         persistent=dict(type="bool", default=True),
         prefix=dict(type="str", default="cvmfs/"),
-        profile=dict(type="str"),
         push_ca_location=dict(type="str"),
         push_endpoint=dict(type="str"),
         push_password=dict(type="str", no_log=True),
@@ -324,24 +283,20 @@ class BucketNotificationModule(CvmfsModule):
         push_verify_ssl=dict(type="bool", default=True),
         queue=dict(type="str"),
         queue_type=dict(type="str", choices=["auto", "classic", "quorum"], default="auto"),
-        region=dict(type="str"),
-        secret_key=dict(type="str", aliases=["aws_secret_access_key"], no_log=True),
-        session_token=dict(type="str", no_log=True),
         state=dict(type="str", choices=["absent", "present"], default="present"),
         topic=dict(type="str"),
-        validate_certs=dict(type="bool", default=True),
     )
     argument_spec.update(_amqp.ARGSPEC)
+    argument_spec.update(s3.ARGSPEC)
     module_kwargs = dict(
         supports_check_mode=True,
         required_if=[("state", "present", ("push_endpoint",))],
-        required_together=[("access_key", "secret_key"), ("push_username", "push_password")],
-        mutually_exclusive=[("profile", "access_key")],
+        required_together=s3.REQUIRED_TOGETHER + [("push_username", "push_password")],
+        mutually_exclusive=s3.MUTUALLY_EXCLUSIVE,
     )
 
     def run(self):
-        if not HAS_BOTO3:
-            self.ansible.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMP_ERR)
+        s3.require_boto3(self.ansible)
         if not _amqp.HAS_PIKA:
             self.ansible.fail_json(msg=missing_required_lib("pika"), exception=_amqp.PIKA_IMP_ERR)
         p = self.params
@@ -377,16 +332,13 @@ class BucketNotificationModule(CvmfsModule):
     # ---- S3 / SNS ---------------------------------------------------------------------
 
     def connect_s3(self):
+        import botocore.config
+        import botocore.exceptions
         p = self.params
-        try:
-            session = boto3.session.Session(
-                aws_access_key_id=p["access_key"] or None, aws_secret_access_key=p["secret_key"] or None,
-                aws_session_token=p["session_token"] or None, profile_name=p["profile"] or None,
-                region_name=p["region"] or None)
-        except botocore.exceptions.ProfileNotFound as error:
-            raise CvmfsError("profile %r not found in the AWS config files" % p["profile"], exception=error)
-        region = p["region"] or session.region_name or "us-east-1"
-        verify = p["ca_bundle"] if (p["validate_certs"] and p["ca_bundle"]) else p["validate_certs"]
+        conn = s3.connection_options(p)
+        session = boto_session(conn)
+        region = conn.region or session.region_name or "us-east-1"
+        verify = conn.verify
         config = botocore.config.Config(region_name=region, signature_version="s3v4", s3={"addressing_style": "path"},
                                         retries={"mode": "standard", "max_attempts": 5})
         if session.get_credentials() is None:

@@ -69,6 +69,8 @@ description:
     module itself (a plain boto3 call costs several times more CPU per object); boto3 still
     resolves credentials, the endpoint and the addressing style. When an HTTP(S) proxy
     applies to the endpoint, all requests go through boto3 instead.
+extends_documentation_fragment:
+  - sharedsw.cvmfs._s3
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -85,13 +87,6 @@ attributes:
     membership:
       - sharedsw.cvmfs.s3
 options:
-  access_key:
-    description:
-      - S3 access key. With O(secret_key). Without both, credentials come from O(profile) or
-        the usual boto3 chain (environment, config files, instance role).
-      - Default from the environment variable C(AWS_ACCESS_KEY_ID).
-    type: str
-    aliases: [aws_access_key_id]
   addressing_style:
     description:
       - How the bucket is addressed. V(path) (C(https://host/bucket/key)) suits Ceph RGW
@@ -111,7 +106,7 @@ options:
     required: true
   ca_bundle:
     description:
-      - CA certificates (PEM file) to verify the endpoint with. Default is the
+      - CA certificates (PEM file) to verify the S3 endpoint with. Default is the
         C(AWS_CA_BUNDLE) environment variable or the system's CA store.
     type: path
   delete:
@@ -129,11 +124,6 @@ options:
         when missing (its parent must exist).
     type: path
     required: true
-  endpoint_url:
-    description:
-      - S3 endpoint URL, for example C(https://rgw.example.org). Default is AWS.
-      - Default from the environment variable C(AWS_ENDPOINT_URL_S3) or C(AWS_ENDPOINT_URL).
-    type: str
   exclude:
     description:
       - Glob patterns (C(fnmatch); C(*) also matches C(/)) of paths below the prefix to
@@ -188,16 +178,6 @@ options:
         whole bucket.
     type: str
     default: cvmfs/
-  profile:
-    description:
-      - Profile from the AWS config files to take credentials and region from.
-      - Default from the environment variable C(AWS_PROFILE).
-    type: str
-  region:
-    description:
-      - Signing region. Default is the profile's region or C(us-east-1).
-      - Default from the environment variable C(AWS_REGION) or C(AWS_DEFAULT_REGION).
-    type: str
   reject_case_conflicts:
     description:
       - Reject keys whose paths differ only in case (after Unicode NFC normalisation) from
@@ -211,17 +191,6 @@ options:
         C(max_attempts) minus one.
     type: int
     default: 5
-  secret_key:
-    description:
-      - S3 secret key, with O(access_key).
-      - Default from the environment variable C(AWS_SECRET_ACCESS_KEY).
-    type: str
-    aliases: [aws_secret_access_key]
-  session_token:
-    description:
-      - Session token for temporary credentials.
-      - Default from the environment variable C(AWS_SESSION_TOKEN).
-    type: str
   state_file:
     description:
       - Where the sync state is kept. Must be outside O(dest) (inside, it would be
@@ -237,10 +206,6 @@ options:
         resolved lexically from the link's directory; C(..) is only allowed at the start of
         a relative target.
     type: path
-  validate_certs:
-    description: Verify the endpoint's TLS certificate.
-    type: bool
-    default: true
   verify_checksum:
     description:
       - Check each download's MD5 against the object's ETag when the ETag is a plain MD5
@@ -371,36 +336,19 @@ warnings:
   elements: str
 """
 
-import traceback
-
-from ansible.module_utils.basic import env_fallback, missing_required_lib
-
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsModule
-
-try:
-    import boto3  # noqa: F401  pylint: disable=unused-import
-    HAS_BOTO3 = True
-    BOTO3_IMP_ERR = None
-except ImportError:
-    HAS_BOTO3 = False
-    BOTO3_IMP_ERR = traceback.format_exc()
-
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._s3_sync import (
-    ConnectionOptions, Options, sync)
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_module as s3
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._s3_sync import Options, sync
 
 
 class S3SyncModule(CvmfsModule):
     argument_spec = dict(
-        access_key=dict(type="str", aliases=["aws_access_key_id"], no_log=False,
-                        fallback=(env_fallback, ["AWS_ACCESS_KEY_ID"])),
         addressing_style=dict(type="str", choices=["path", "virtual", "auto"], default="path"),
         allow_symlink_escape=dict(type="bool", default=False),
         bucket=dict(type="str", required=True),
-        ca_bundle=dict(type="path"),
         delete=dict(type="bool", default=True),
         dest=dict(type="path", required=True),
-        endpoint_url=dict(type="str", fallback=(env_fallback, ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"])),
         exclude=dict(type="list", elements="str", default=[]),
         include=dict(type="list", elements="str", default=[]),
         max_reported=dict(type="int", default=100),
@@ -409,33 +357,23 @@ class S3SyncModule(CvmfsModule):
         on_invalid=dict(type="str", choices=["fail", "skip"], default="fail"),
         on_missing=dict(type="str", choices=["fail", "warn"], default="fail"),
         prefix=dict(type="str", default="cvmfs/"),
-        profile=dict(type="str", fallback=(env_fallback, ["AWS_PROFILE"])),
-        region=dict(type="str", fallback=(env_fallback, ["AWS_REGION", "AWS_DEFAULT_REGION"])),
         reject_case_conflicts=dict(type="bool", default=False),
         retries=dict(type="int", default=5),
-        secret_key=dict(type="str", aliases=["aws_secret_access_key"], no_log=True,
-                        fallback=(env_fallback, ["AWS_SECRET_ACCESS_KEY"])),
-        session_token=dict(type="str", no_log=True, fallback=(env_fallback, ["AWS_SESSION_TOKEN"])),
         state_file=dict(type="path"),
         symlink_root=dict(type="path"),
-        validate_certs=dict(type="bool", default=True),
         verify_checksum=dict(type="bool", default=True),
     )
+    argument_spec.update(s3.ARGSPEC)
     module_kwargs = dict(
         supports_check_mode=True,
-        required_together=[("access_key", "secret_key")],
-        mutually_exclusive=[("profile", "access_key")],
+        required_together=s3.REQUIRED_TOGETHER,
+        mutually_exclusive=s3.MUTUALLY_EXCLUSIVE,
     )
 
     def run(self):
-        if not HAS_BOTO3:
-            self.ansible.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMP_ERR)
+        s3.require_boto3(self.ansible)
         p = self.params
-        conn = ConnectionOptions(
-            endpoint_url=p["endpoint_url"], region=p["region"], access_key=p["access_key"],
-            secret_key=p["secret_key"], session_token=p["session_token"], profile=p["profile"],
-            validate_certs=p["validate_certs"], ca_bundle=p["ca_bundle"],
-            addressing_style=p["addressing_style"], retries=p["retries"])
+        conn = s3.connection_options(p, addressing_style=p["addressing_style"], retries=p["retries"])
         options = Options(
             bucket=p["bucket"], dest=p["dest"], prefix=p["prefix"], delete=p["delete"],
             include=p["include"], exclude=p["exclude"], max_workers=p["max_workers"],
@@ -447,8 +385,6 @@ class S3SyncModule(CvmfsModule):
             check_mode=self.check_mode, diff=self.diff_mode, on_missing=p["on_missing"])
         try:
             result = sync(conn, options)
-        except CvmfsError:
-            raise
         except (OSError, IOError) as error:
             raise CvmfsError("s3_sync into %s failed: %s" % (p["dest"], error), exception=error)
         self.results.update(result)

@@ -15,10 +15,12 @@ import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_http as http
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_sync as engine
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_connect as connection
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_rules as rules
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 
 from .s3_fault_proxy import FaultProxy
-from ..unit.s3_sync_corpus import CORPUS
+from ..unit.plugins.module_utils.s3_sync_corpus import CORPUS
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +54,8 @@ def put_raw(server, bucket, key_bytes, endpoint_url=None):
 
 
 def conn_options(server, endpoint_url=None, retries=2):
-    return engine.ConnectionOptions(endpoint_url=endpoint_url or server.endpoint_url, region=server.region,
-                                    access_key=server.access_key, secret_key=server.secret_key, retries=retries)
+    return connection.ConnectionOptions(endpoint_url=endpoint_url or server.endpoint_url, region=server.region,
+                                        access_key=server.access_key, secret_key=server.secret_key, retries=retries)
 
 
 def sync(server, bucket, dirs, endpoint_url=None, retries=2, **options):
@@ -244,7 +246,7 @@ def test_hostile_corpus_through_the_server(s3_server, bucket, dirs):
             expected[full] = verdict
     put(s3_server, bucket, "cvmfs/plain.txt", b"plain")
     listed = set()
-    fast = engine.connect(conn_options(s3_server), bucket)[0]
+    fast = connection.connect(conn_options(s3_server), bucket)[0]
     token = None
     while True:
         objects, token = fast.list_page("cvmfs/", token)
@@ -277,7 +279,7 @@ def test_hostile_corpus_through_the_server(s3_server, bucket, dirs):
     result = sync(s3_server, bucket, dirs, on_invalid="skip", max_reported=1000)
     rejected = dict((r["key"], r["reason"]) for r in result["rejections"])
     for key, verdict in stored.items():
-        shown = engine.display(key)
+        shown = rules.display(key)
         if verdict is None:
             # corpus keys may collide with each other ("..." and ".../x"): that rule only
             assert "file and a directory prefix" in rejected.get(shown, "file and a directory prefix"), key

@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_sync as engine
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_rules as rules
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 
 from .test_s3_sync import put, sync, tree
@@ -161,12 +161,12 @@ def test_uploader_modes_never_open_write_or_lock_out_the_owner(s3_server, bucket
 def test_reserved_staging_names_at_the_top_are_removed_and_reported(s3_server, bucket, dirs):
     dest = dirs[0]
     put(s3_server, bucket, "cvmfs/f", b"f")
-    os.symlink("/etc", os.path.join(dest, engine.STAGING_PREFIX + "1.link"))
-    with open(os.path.join(dest, engine.STAGING_PREFIX + "note"), "w") as handle:
+    os.symlink("/etc", os.path.join(dest, rules.STAGING_PREFIX + "1.link"))
+    with open(os.path.join(dest, rules.STAGING_PREFIX + "note"), "w") as handle:
         handle.write("published by nobody's wish")
-    os.makedirs(os.path.join(dest, engine.STAGING_PREFIX + "2.dead", "x"))  # a killed run's leftover
-    os.makedirs(os.path.join(dest, "d", engine.STAGING_PREFIX + "deep"))   # below the top: an ordinary name
-    reserved = [engine.STAGING_PREFIX + "1.link", engine.STAGING_PREFIX + "note"]
+    os.makedirs(os.path.join(dest, rules.STAGING_PREFIX + "2.dead", "x"))  # a killed run's leftover
+    os.makedirs(os.path.join(dest, "d", rules.STAGING_PREFIX + "deep"))   # below the top: an ordinary name
+    reserved = [rules.STAGING_PREFIX + "1.link", rules.STAGING_PREFIX + "note"]
 
     planned = sync(s3_server, bucket, dirs, delete=False, check_mode=True)
     assert sorted(planned["changed_paths"]["deleted"]) == reserved
@@ -175,7 +175,7 @@ def test_reserved_staging_names_at_the_top_are_removed_and_reported(s3_server, b
     result = sync(s3_server, bucket, dirs, delete=False)
     assert sorted(result["changed_paths"]["deleted"]) == reserved
     assert sorted(os.listdir(dest)) == ["d", "f"]
-    assert os.path.isdir(os.path.join(dest, "d", engine.STAGING_PREFIX + "deep"))
+    assert os.path.isdir(os.path.join(dest, "d", rules.STAGING_PREFIX + "deep"))
     assert sync(s3_server, bucket, dirs, delete=False)["changed"] is False
 
 
@@ -223,7 +223,7 @@ def test_local_permission_problem_fails_before_anything_changes(s3_server, bucke
     assert "sub" in result["msg"] and "not writable" in result["msg"], result["msg"]
     assert result.get("partially_applied") is False
     assert tree(dest) == before
-    assert not [n for n in os.listdir(dest) if n.startswith(engine.STAGING_PREFIX)]
+    assert not [n for n in os.listdir(dest) if n.startswith(rules.STAGING_PREFIX)]
 
     if os.geteuid() == 0:
         os.chown(os.path.join(dest, "sub"), OWNER.pw_uid, OWNER.pw_gid)

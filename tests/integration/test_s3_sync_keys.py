@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_sync as engine
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_keys as keys_mode
 
 from .test_s3_sync import conn_options, put, tree
 
@@ -158,7 +159,7 @@ def test_what_only_a_full_sync_may_decide(s3_server, bucket, tmp_path, case):
         shutil.rmtree(str(base / "repo"))
         before = {}
         touched = ["cvmfs/x"]
-    with pytest.raises(engine.NeedsFullSync):
+    with pytest.raises(keys_mode.NeedsFullSync):
         _keys(s3_server, bucket, base, touched)
     assert (tree(str(base / "repo")) if (base / "repo").exists() else {}) == before
     assert _state(base) == state

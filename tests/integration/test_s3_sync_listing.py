@@ -11,6 +11,7 @@ import tracemalloc
 import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_sync as engine
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_connect as connection
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 
 from .s3_fault_proxy import FaultProxy
@@ -201,7 +202,7 @@ def test_object_grown_after_listing_is_not_held_in_memory(s3_server, bucket, tmp
     put(s3_server, bucket, "cvmfs/grows", b"ten bytes.")
     conn = conn_options(s3_server)
     conn.use_fast_path = path_kind == "fast"
-    fast, client_factory, source = engine.connect(conn, bucket, 4)
+    fast, client_factory, source = connection.connect(conn, bucket, 4)
     s3 = _GrowsAfterListing(fast, s3_server, bucket, "cvmfs/grows", str(big))
     options = engine.Options(bucket=bucket, dest=str(tmp_path / "repo"), state_file=str(tmp_path / "state.json"),
                              max_workers=2, retries=1)

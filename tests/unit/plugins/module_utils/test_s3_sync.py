@@ -12,7 +12,10 @@ import time
 
 import pytest
 
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_fetch as fetch
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_http as http
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_local as local
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_rules as rules
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _s3_sync as engine
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 
@@ -167,7 +170,7 @@ def test_check_mode_touches_nothing_and_predicts(s3, where):
 
 def test_stale_staging_is_removed_and_never_synced(s3, where):
     dest = where[0]
-    stale = os.path.join(dest, engine.STAGING_PREFIX + "123.dead")
+    stale = os.path.join(dest, rules.STAGING_PREFIX + "123.dead")
     os.mkdir(stale)
     open(os.path.join(stale, "000001"), "w").close()
     s3.put("cvmfs/f", b"x")
@@ -242,7 +245,7 @@ def test_second_run_into_the_same_dest_is_refused(s3, where):
     fd = os.open(where[0], os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        with pytest.raises(engine.SyncLocked):
+        with pytest.raises(local.SyncLocked):
             run(s3, where)
         assert run(s3, where, check_mode=True)["changed"] is True  # check mode only reads
     finally:
@@ -263,27 +266,6 @@ def test_many_files_are_installed_in_parallel(s3, where):
     assert run(s3, where)["changed"] is False
 
 
-def test_spool_keeps_small_bodies_in_memory_and_streams_longer_ones(tmp_path):
-    opened = []
-
-    def open_file():
-        opened.append(str(tmp_path / "staged"))
-        return os.open(opened[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-
-    small = engine._Spool(open_file, 10, hashlib.md5())
-    for chunk in (b"0123", b"456789"):
-        small.write(chunk)
-    assert small.fd is None and not opened and small.buffered() == b"0123456789" and small.size == 10
-    assert small.digest.hexdigest() == hashlib.md5(b"0123456789").hexdigest()
-    longer = engine._Spool(open_file, 10)
-    for chunk in (b"0123", b"456789", b"A", b"BCDEF" * 1000):
-        longer.write(chunk)
-        assert longer.chunks is None or sum(len(c) for c in longer.chunks) <= 10
-    longer.close()
-    assert longer.size == 5011 and opened == [str(tmp_path / "staged")]
-    assert (tmp_path / "staged").read_bytes() == b"0123456789A" + b"BCDEF" * 1000
-
-
 def test_object_longer_than_listed_is_streamed_to_disk(s3, where, monkeypatch):
     """The listing says 5 bytes, the GET brings 3 MiB: written complete, never held whole."""
     s3.put("cvmfs/grows", b"small")
@@ -296,14 +278,14 @@ def test_object_longer_than_listed_is_streamed_to_disk(s3, where, monkeypatch):
             sink(body[start:start + 65536])
         return dict(s3.objects[key.encode()][1])
 
-    real_spool = engine._Spool
+    real_spool = fetch._Spool
 
     class Watched(real_spool):
         def write(self, chunk):
             real_spool.write(self, chunk)
             held.append(0 if self.chunks is None else sum(len(c) for c in self.chunks))
 
-    monkeypatch.setattr(engine, "_Spool", Watched)
+    monkeypatch.setattr(fetch, "_Spool", Watched)
     monkeypatch.setattr(s3, "get", get)
     result = run(s3, where)
     dest = where[0]
@@ -311,7 +293,7 @@ def test_object_longer_than_listed_is_streamed_to_disk(s3, where, monkeypatch):
         assert handle.read() == body
     assert stat.S_IMODE(os.stat(os.path.join(dest, "grows")).st_mode) == 0o640
     assert result["transferred_bytes"] == len(body)
-    assert max(held) <= engine.BUFFERED
+    assert max(held) <= fetch.BUFFERED
 
 
 def test_unsafe_modes_an_older_version_left_are_fixed(s3, where):
