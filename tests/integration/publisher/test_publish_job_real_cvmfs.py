@@ -1,7 +1,7 @@
 """The publish job's ingest against REAL CernVM-FS: compressed tarballs streamed into ``cvmfs_server ingest -t -``.
 
 Runs on the session's lab host ``pt-cvmfs`` (tests/support/cvmfs_lab_host.py): the job's own
-``PublishJob.ingest`` (``_publish_job`` shipped there with the runner's modules, run by the host's
+``PublishJob.ingest`` (the publish job's files shipped there with the runner's modules, run by the host's
 Python) against the real cvmfs_server 2.12 and a local stratum-0. Only S3 is stood in for: the
 download copies a file on the host and the deletion is recorded. The rest of the job, against real
 S3 and the publish double, is tests/integration/publisher/test_publish_job.py.
@@ -23,7 +23,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.p
 
 INGEST = r"""
 import io, json, shutil, sys
-from sharedsw_cvmfs import _publish_job as pj
+from sharedsw_cvmfs import _publish_job as pj, _tarballs
 request = json.loads(sys.argv[1])
 
 
@@ -62,13 +62,13 @@ class ReadError:
 
 if request.get("fail_after") is not None:
     opened = []
-    real_open_tar = pj.open_tar
+    real_open_tar = _tarballs.open_tar
 
     def open_tar(path, compression):  # the first opening is the check, the second the stream into ingest
         opened.append(path)
         stream = real_open_tar(path, compression)
         return stream if len(opened) == 1 else ReadError(stream, request["fail_after"])
-    pj.open_tar = open_tar
+    _tarballs.open_tar = open_tar
 
 log = io.StringIO()
 job = pj.PublishJob(pj.load_config(request["config"]), pj.Log(stream=log))
@@ -82,11 +82,18 @@ print(json.dumps({"error": error, "deleted": Bucket.deleted, "log": log.getvalue
 """
 
 
+#: the publish job's own files (the runner's modules are on the host already)
+JOB_MODULES = ("_host_program", "_tarballs", "_publish_config", "_publish_run", "_publish_job")
+
+
 @pytest.fixture
 def host(cvmfs_lab_host):
-    """The lab host with ``_publish_job`` next to the runner's modules in ``sharedsw_cvmfs``."""
-    with open(os.path.join(REPO_ROOT, "plugins", "module_utils", "_publish_job.py"), "rb") as handle:
-        cvmfs_lab_host.put_tree({"sharedsw_cvmfs/_publish_job.py": handle.read()}, PROGRAM_DIR)
+    """The lab host with the publish job's files next to the runner's modules in ``sharedsw_cvmfs``."""
+    files = {}
+    for module in JOB_MODULES:
+        with open(os.path.join(REPO_ROOT, "plugins", "module_utils", module + ".py"), "rb") as handle:
+            files["sharedsw_cvmfs/%s.py" % module] = handle.read()
+    cvmfs_lab_host.put_tree(files, PROGRAM_DIR)
     return cvmfs_lab_host
 
 
