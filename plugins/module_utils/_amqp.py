@@ -378,18 +378,6 @@ class Broker:
     def queue_exists(self, name):
         return self._probe("check queue %s" % name, lambda ch: ch.queue_declare(name, passive=True))
 
-    def queue_counts(self, name):
-        """``(messages ready, consumers)`` of an existing queue."""
-        channel = self.connection.channel()
-        try:
-            frame = channel.queue_declare(name, passive=True)
-            return frame.method.message_count, frame.method.consumer_count
-        except Exception as error:  # pylint: disable=broad-except
-            raise translate(error, self.options, "inspect queue %s" % name)
-        finally:
-            if channel.is_open:
-                channel.close()
-
     # ---- declarations -----------------------------------------------------------------
 
     def _declare(self, action, call, hint):

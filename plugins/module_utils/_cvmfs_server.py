@@ -358,21 +358,22 @@ RULES = [
           "owner {match1!r} is not a user on this host: create the user first"),
     _Rule(_ALL, r"Please specify the HTTP-URL for S3", UsageError,
           "S3 storage needs the public HTTP URL of the bucket (stratum0_url / stratum1_url)"),
-    # transaction by its exit code alone, when no message above matched (cvmfs-facts §1.3)
-    _Rule(("transaction",), r"", AlreadyInTransaction,
-          "another transaction is already open on {repository} (exit 17: {line})", (17,)),
-    _Rule(("transaction",), r"", LeaseBusy,
-          "the gateway lease on {name} is busy: another publisher holds an overlapping path (exit 16: {line}); "
-          "retry later or set a retry timeout to wait for it", (16,)),
-    _Rule(("transaction",), r"", BadLeasePath,
-          "the parent directory of the lease path {name} does not exist in the repository (exit 2: {line}); "
-          "publish the parent first or lease a path whose parent exists", (2,)),
-    _Rule(("transaction",), r"", BadLeasePath,
-          "the parent of the lease path {name} is not a directory (exit 20: {line}): lease a directory", (20,)),
-    _Rule(("transaction",), r"", WhitelistExpired,
-          "the whitelist of {repository} has expired or the layout revision is wrong (exit 22: {line}); "
-          + RESIGN_HINT, (22,)),
 ]
+
+#: transaction exit codes that say enough on their own (cvmfs-facts §1.3): the rules for when no
+#: message above matched (another wording, another version)
+TRANSACTION_EXIT_CODES = {
+    17: (AlreadyInTransaction, "another transaction is already open on {repository} (exit 17: {line})"),
+    16: (LeaseBusy, "the gateway lease on {name} is busy: another publisher holds an overlapping path "
+                    "(exit 16: {line}); retry later or set a retry timeout to wait for it"),
+    2: (BadLeasePath, "the parent directory of the lease path {name} does not exist in the repository "
+                      "(exit 2: {line}); publish the parent first or lease a path whose parent exists"),
+    20: (BadLeasePath, "the parent of the lease path {name} is not a directory (exit 20: {line}): lease a directory"),
+    22: (WhitelistExpired, "the whitelist of {repository} has expired or the layout revision is wrong "
+                           "(exit 22: {line}); " + RESIGN_HINT),
+}
+RULES += [_Rule(("transaction",), r"", error, message, (rc,))
+          for rc, (error, message) in sorted(TRANSACTION_EXIT_CODES.items())]
 
 
 def classify(command, result, **context):

@@ -29,7 +29,6 @@ class EventJob(PublishJob):
         super(EventJob, self).__init__(config, log, env)
         self.keys = None if keys is None else sorted(keys)
         self.mode = "full" if keys is None else "keys"
-        self.interrupted = False
 
     def install_signal_handlers(self):
         pass
@@ -42,7 +41,6 @@ class EventJob(PublishJob):
 
     def interrupt(self):
         """Stop a running full sync (its child process); the transaction is then aborted."""
-        self.interrupted = True
         child = self.child
         if child is not None and child.poll() is None:
             try:
