@@ -145,6 +145,11 @@ class fmt:  # pylint: disable=invalid-name
         return lambda value: [option] if value is False else []
 
     @staticmethod
+    def flag_unless_false(option):
+        """On by default (``None``): a flag that stops a prompt, which only an explicit ``False`` leaves out."""
+        return lambda value: [] if value is False else [option]
+
+    @staticmethod
     def opt(option):
         return lambda value: [] if value is None else [option, str(value)]
 
@@ -211,7 +216,7 @@ COMMANDS = dict((c.name, c) for c in [
     Command("abort", True, [
         ("_force", _F.fixed("-f")), ("name", _F.arg())]),
     Command("publish", True, [
-        ("_force", _F.fixed("-f")), ("tag", _F.opt("-a")), ("tag_description", _F.opt("-m")),
+        ("force", _F.flag_unless_false("-f")), ("tag", _F.opt("-a")), ("tag_description", _F.opt("-m")),
         ("name", _F.arg())]),
     Command("ingest", True, [
         ("tarball", _F.opt("-t")), ("base_dir", _F.opt("-b")), ("delete", _F.opt_each("-d")),

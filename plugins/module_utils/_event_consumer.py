@@ -493,4 +493,3 @@ def _is_connection_error(error):
 def _excerpt(body, limit=300):
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
     return text if len(text) <= limit else text[:limit] + "...(%d bytes)" % len(body)
-

@@ -126,4 +126,3 @@ def parse_message(body, scope):
         if when is not None:
             times.append(when)
     return keys, times, len(data["Records"])
-

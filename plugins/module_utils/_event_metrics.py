@@ -103,4 +103,3 @@ def iso_time(epoch):
 
 def now_text():
     return iso_time(time.time())
-

@@ -65,4 +65,3 @@ class Window:
     def take(self):
         items, self.items, self.first, self.last, self.bytes = self.items, [], None, None, 0
         return items
-

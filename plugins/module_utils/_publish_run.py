@@ -73,7 +73,8 @@ class Repository:
         self.server.run("transaction", name=self.lease, retry_timeout=self.retry_timeout or None)
 
     def publish(self):
-        self.server.run("publish", name=self.name)
+        # no -f (force remount): the job's publish as it always was
+        self.server.run("publish", name=self.name, force=False)
 
     def abort(self):
         """Abort the open transaction; True when the repository is out of it afterwards."""
