@@ -479,7 +479,6 @@ class Consumer:
         self.need_full = self.need_full or "events were dead-lettered"
 
 
-
 def _is_connection_error(error):
     if pika is None:
         return False
@@ -487,7 +486,6 @@ def _is_connection_error(error):
                               pika.exceptions.ConnectionClosed, pika.exceptions.ChannelClosed,
                               pika.exceptions.StreamLostError, pika.exceptions.ChannelWrongStateError,
                               pika.exceptions.ConnectionWrongStateError, OSError, EOFError))
-
 
 
 def _excerpt(body, limit=300):

@@ -82,7 +82,6 @@ class EventJob(PublishJob):
         return result
 
 
-
 def sync_options_from_args(args, access_key=None, secret_key=None, session_token=None):
     """``(ConnectionOptions, Options)`` of the s3_sync engine from the arguments of its command line
     (``_s3_sync_cli._parser()``), as ``_s3_sync_cli.main`` builds them."""

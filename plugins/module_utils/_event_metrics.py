@@ -74,6 +74,7 @@ class Metrics:
         self.dirty = False
         self.written = now
 
+
 def quote(value):
     """A value for a ``key=value`` log line: ``-`` for None, JSON quotes when it has spaces, quotes or ``=``."""
     if value is None:

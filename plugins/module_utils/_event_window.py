@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+
 class Delivery:
     """One message held by the consumer until its batch is published."""
 

@@ -85,6 +85,7 @@ DEFAULTS = {
     "tick": 0.2,
 }
 
+
 def load_config(path):
     """The consumer's JSON config with defaults, plus ``job`` (the publish job's config)."""
     raw = load_json_object(path, "the consumer config")
@@ -121,7 +122,6 @@ def load_config(path):
     if not config["status_file"]:
         config["status_file"] = os.path.join(config["job"]["state_dir"], "events-status.json")
     return config
-
 
 
 def main(argv=None, log=None, env=None):

@@ -31,7 +31,7 @@ def message(*records):
 
 def test_ceph_records_give_keys_times_and_count():
     keys, times, count = messages.parse_message(message(record(), record("cvmfs/b c+d.txt", "ObjectRemoved:Delete")),
-                                              SCOPE)
+                                                SCOPE)
     # Ceph sends keys as they are; the decoded spelling is looked at too (harmless if unchanged)
     assert keys == {"cvmfs/a.txt", "cvmfs/b c+d.txt", "cvmfs/b c d.txt"}
     assert count == 2 and times == [pytest.approx(1795441216.508206)] * 2
@@ -39,7 +39,7 @@ def test_ceph_records_give_keys_times_and_count():
 
 def test_aws_records_are_url_decoded():
     keys, _times, _count = messages.parse_message(message(record("cvmfs/b+c%C3%BC.txt", "s3:ObjectCreated:Put",
-                                                               source="aws:s3")), SCOPE)
+                                                                 source="aws:s3")), SCOPE)
     assert keys == {"cvmfs/b cü.txt"}
 
 

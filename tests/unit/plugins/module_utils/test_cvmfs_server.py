@@ -265,7 +265,7 @@ class TestStdinAndLog:
         binary.chmod(0o755)
         with pytest.raises(srv.CvmfsServerError, match="cannot run %s" % binary):
             srv.CvmfsServer(binary=str(binary)).run("ingest", tarball="-", base_dir="b", name="r.org",
-                                                     stdin=Reads(b"x"))
+                                                    stdin=Reads(b"x"))
 
 
 def _ends(pid):
