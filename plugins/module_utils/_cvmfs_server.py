@@ -216,7 +216,7 @@ COMMANDS = dict((c.name, c) for c in [
     Command("abort", True, [
         ("_force", _F.fixed("-f")), ("name", _F.arg())]),
     Command("publish", True, [
-        ("force", _F.flag_unless_false("-f")), ("tag", _F.opt("-a")), ("tag_description", _F.opt("-m")),
+        ("force_remount", _F.flag_unless_false("-f")), ("tag", _F.opt("-a")), ("tag_description", _F.opt("-m")),
         ("name", _F.arg())]),
     Command("ingest", True, [
         ("tarball", _F.opt("-t")), ("base_dir", _F.opt("-b")), ("delete", _F.opt_each("-d")),

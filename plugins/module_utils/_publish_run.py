@@ -74,7 +74,7 @@ class Repository:
 
     def publish(self):
         # no -f (force remount): the job's publish as it always was
-        self.server.run("publish", name=self.name, force=False)
+        self.server.run("publish", name=self.name, force_remount=False)
 
     def abort(self):
         """Abort the open transaction; True when the repository is out of it afterwards."""

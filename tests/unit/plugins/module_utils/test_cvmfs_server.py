@@ -51,7 +51,7 @@ class TestArgv:
         assert self.runner.argv("rmfs", name="r.org", preserve=True)[1:] == ["rmfs", "-f", "-p", "r.org"]
         assert self.runner.argv("abort", name="r.org")[1:] == ["abort", "-f", "r.org"]
         assert self.runner.argv("publish", name="r.org")[1:] == ["publish", "-f", "r.org"]
-        assert self.runner.argv("publish", name="r.org", force=False)[1:] == ["publish", "r.org"]
+        assert self.runner.argv("publish", name="r.org", force_remount=False)[1:] == ["publish", "r.org"]
 
     def test_publish_tag_transaction_retry(self):
         assert self.runner.argv("publish", name="r.org", tag="v1", tag_description="first one")[1:] == \
