@@ -70,6 +70,17 @@ ACCESS_REFUSED = 403
 CONNECTION_FORCED = 320
 
 
+def close_quietly(connection):
+    """Close a pika connection if it is open; a failure to close one that is going away is of no interest."""
+    if connection is None:
+        return
+    try:
+        if connection.is_open:
+            connection.close()
+    except Exception:  # pylint: disable=broad-except
+        pass
+
+
 def options_from_params(params):
     """The plain option dict from a module's ``amqp_*`` parameters."""
     return dict((name[len("amqp_"):], params.get(name)) for name in ARGSPEC)
@@ -319,13 +330,8 @@ class Broker:
         return self
 
     def close(self):
-        if self.connection is not None:
-            try:
-                if self.connection.is_open:
-                    self.connection.close()
-            except Exception:  # pylint: disable=broad-except
-                pass
-            self.connection = None
+        close_quietly(self.connection)
+        self.connection = None
 
     def __enter__(self):
         return self.connect()
@@ -371,18 +377,6 @@ class Broker:
 
     def queue_exists(self, name):
         return self._probe("check queue %s" % name, lambda ch: ch.queue_declare(name, passive=True))
-
-    def queue_counts(self, name):
-        """``(messages ready, consumers)`` of an existing queue."""
-        channel = self.connection.channel()
-        try:
-            frame = channel.queue_declare(name, passive=True)
-            return frame.method.message_count, frame.method.consumer_count
-        except Exception as error:  # pylint: disable=broad-except
-            raise translate(error, self.options, "inspect queue %s" % name)
-        finally:
-            if channel.is_open:
-                channel.close()
 
     # ---- declarations -----------------------------------------------------------------
 

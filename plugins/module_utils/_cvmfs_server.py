@@ -10,23 +10,32 @@ file drives ``cvmfs_server`` from modules and from the programs the roles instal
   named formatter (``flag('-f')``, ``opt('-o')``, ``opt_each('-d')``, ``arg()``, ``fixed('-f')``).
   A call is ``runner.run('mkfs', name=..., owner=...)``; an unknown or missing argument is a
   programming error and raises at once.
-* argv lists only, ``LC_ALL=C``, stdin from ``/dev/null``, cwd ``/`` (never under
+* argv lists only, ``LC_ALL=C``, stdin from ``/dev/null`` (or, for ``ingest -t -``, a file object
+  copied in bounded chunks: :meth:`CvmfsServer.run` ``stdin=``), cwd ``/`` (never under
   ``/cvmfs/<repo>``). Flags that stop prompts (``-f``, ``-o``) are part of the declarations.
 * Mutating sub-commands are marked in the declaration and are skipped automatically in check
   mode; read-only ones (``list``, ``info``, ``diff``, ``tag -l``) always run.
 * Exit codes and messages (cvmfs-facts §1) are mapped to specific :class:`CvmfsServerError`
   subclasses, so callers can treat "already open", "not in a transaction", "repository exists"
   and "does not exist" as states, and report everything else with a precise message.
-* Every call is recorded in :attr:`CvmfsServer.history` (argv, environment overrides, rc, output).
+* Every call is recorded in :attr:`CvmfsServer.history` (argv, environment overrides, rc, output);
+  with ``log=`` (anything with ``info``/``warning``, e.g. a :class:`logging.Logger`) each output
+  line is logged as ``cvmfs_server <command>: <line>`` (stderr lines as warnings).
+
+Must not import Ansible, nor the programs that use it (``_publish_*``, ``_event*``).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import os
 import re
+import shutil
+import signal
 import subprocess
+import tempfile
 
 from ._common import CvmfsError
 from ._cvmfs_state import CvmfsPaths
@@ -35,6 +44,7 @@ from ._cvmfs_state import CvmfsPaths
 DEFAULT_BINARY = "cvmfs_server"
 SEARCH_PATH = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin")
 FORCED_ENV = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
+CHUNK = 1024 * 1024  # bytes per read and write while a file object streams into cvmfs_server's stdin
 
 
 # --------------------------------------------------------------------------- errors
@@ -135,6 +145,11 @@ class fmt:  # pylint: disable=invalid-name
         return lambda value: [option] if value is False else []
 
     @staticmethod
+    def flag_unless_false(option):
+        """On by default (``None``): a flag that stops a prompt, which only an explicit ``False`` leaves out."""
+        return lambda value: [] if value is False else [option]
+
+    @staticmethod
     def opt(option):
         return lambda value: [] if value is None else [option, str(value)]
 
@@ -201,7 +216,7 @@ COMMANDS = dict((c.name, c) for c in [
     Command("abort", True, [
         ("_force", _F.fixed("-f")), ("name", _F.arg())]),
     Command("publish", True, [
-        ("_force", _F.fixed("-f")), ("tag", _F.opt("-a")), ("tag_description", _F.opt("-m")),
+        ("force_remount", _F.flag_unless_false("-f")), ("tag", _F.opt("-a")), ("tag_description", _F.opt("-m")),
         ("name", _F.arg())]),
     Command("ingest", True, [
         ("tarball", _F.opt("-t")), ("base_dir", _F.opt("-b")), ("delete", _F.opt_each("-d")),
@@ -276,7 +291,7 @@ class _Rule:
 _ALL = None
 _CREATE = ("mkfs", "import", "add-replica")
 _TXN = ("transaction", "abort", "publish", "ingest")
-RESIGN_HINT = ("re-sign it with 'cvmfs_server resign {name}' on the host that holds the master key "
+RESIGN_HINT = ("re-sign it with 'cvmfs_server resign {repository}' on the host that holds the master key "
                "(e.g. from its resign timer), then retry")
 RULES = [
     # transaction (cvmfs-facts §1.3)
@@ -291,7 +306,7 @@ RULES = [
     _Rule(("transaction",), r"cannot open transaction on (\S+), which is not a directory", BadLeasePath,
           "lease path {match1} of {name} is not a directory: lease a directory", (20,)),
     _Rule(_TXN + ("import",), r"whitelist (?:for \S+ )?(?:is )?expired", WhitelistExpired,
-          "the whitelist of {name} has expired; " + RESIGN_HINT),
+          "the whitelist of {repository} has expired; " + RESIGN_HINT),
     _Rule(("abort", "publish"), r"Repository \S+ is not in a transaction", NotInTransaction,
           "{name} is not in a transaction"),
     _Rule(("publish", "ingest"), r"Another publish process is active for", PublishActive,
@@ -350,6 +365,21 @@ RULES = [
           "S3 storage needs the public HTTP URL of the bucket (stratum0_url / stratum1_url)"),
 ]
 
+#: transaction exit codes that say enough on their own (cvmfs-facts §1.3): the rules for when no
+#: message above matched (another wording, another version)
+TRANSACTION_EXIT_CODES = {
+    17: (AlreadyInTransaction, "another transaction is already open on {repository} (exit 17: {line})"),
+    16: (LeaseBusy, "the gateway lease on {name} is busy: another publisher holds an overlapping path "
+                    "(exit 16: {line}); retry later or set a retry timeout to wait for it"),
+    2: (BadLeasePath, "the parent directory of the lease path {name} does not exist in the repository "
+                      "(exit 2: {line}); publish the parent first or lease a path whose parent exists"),
+    20: (BadLeasePath, "the parent of the lease path {name} is not a directory (exit 20: {line}): lease a directory"),
+    22: (WhitelistExpired, "the whitelist of {repository} has expired or the layout revision is wrong "
+                           "(exit 22: {line}); " + RESIGN_HINT),
+}
+RULES += [_Rule(("transaction",), r"", error, message, (rc,))
+          for rc, (error, message) in sorted(TRANSACTION_EXIT_CODES.items())]
+
 
 def classify(command, result, **context):
     """Raise the specific error for a failed ``result`` of sub-command ``command``.
@@ -361,6 +391,7 @@ def classify(command, result, **context):
     line = result.first_error_line()
     values = dict(context, command=command, line=line, time_remaining="?")
     values.setdefault("name", "the repository")
+    values.setdefault("repository", str(values["name"]).split("/", 1)[0])
     values.setdefault("stratum0_url", "the stratum-0 URL")
     busy = re.search(r"Time remaining = (\d+)", result.output)
     if busy:
@@ -403,15 +434,18 @@ class CvmfsServer:
 
     ``check_mode``: mutating sub-commands are not run; they return a skipped
     :class:`CommandResult` (rc 0, empty output). ``env``: extra environment variables.
-    ``binary`` is looked up (:func:`find_binary`) when the first command is built.
+    ``binary`` is looked up (:func:`find_binary`) when the first command is built. ``log``: an
+    object with ``info`` and ``warning`` (the host programs' journal log, a :class:`logging.Logger`)
+    that gets each output line of each call, or ``None``.
     """
 
-    def __init__(self, binary=None, check_mode=False, env=None, timeout=None):
+    def __init__(self, binary=None, check_mode=False, env=None, timeout=None, log=None):
         self._binary_option = binary
         self._binary = None
         self.check_mode = check_mode
         self.env = dict(env or {})
         self.timeout = timeout
+        self.log = log
         self.history = []
 
     @property
@@ -425,8 +459,12 @@ class CvmfsServer:
         spec = COMMANDS[command]
         return [self.binary] + spec.argv(values)
 
-    def run(self, command, context=None, check=True, **values):
-        """Run ``command``; raise its mapped error unless ``check`` is false. Returns the result."""
+    def run(self, command, context=None, check=True, stdin=None, **values):
+        """Run ``command``; raise its mapped error unless ``check`` is false. Returns the result.
+
+        ``stdin``: a binary file object copied to the command's standard input (see :meth:`_feed`);
+        without it, standard input is ``/dev/null``.
+        """
         spec = COMMANDS[command]
         cmd = self.argv(command, **values)
         overrides = dict(self.env, **FORCED_ENV)
@@ -436,16 +474,13 @@ class CvmfsServer:
         else:
             environ = dict(os.environ, **overrides)
             try:
-                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, env=environ, cwd="/",
-                                      timeout=self.timeout, check=False)
+                proc = self._execute(command, cmd, environ, stdin)
             except subprocess.TimeoutExpired as exc:
                 self.history.append(dict(record, rc=None, timed_out=True))
                 raise CvmfsServerError("cvmfs_server %s did not finish within %s s" % (command, self.timeout),
                                        cmd=cmd, rc=None, stdout="", stderr="", exception=exc)
-            except OSError as exc:
-                raise CvmfsServerError("cannot run %s: %s" % (cmd[0], exc), cmd=cmd, exception=exc)
             result = CommandResult(cmd, proc.returncode, _text(proc.stdout), _text(proc.stderr))
+            self._log_output(command, result)
         record.update(rc=result.rc, stdout=result.stdout, stderr=result.stderr, skipped=result.skipped)
         self.history.append(record)
         if check:
@@ -455,6 +490,57 @@ class CvmfsServer:
                 context.setdefault("stratum0_url", values["stratum0_url"])
             classify(command, result, **context)
         return result
+
+    def _execute(self, command, cmd, environ, stdin):
+        if stdin is not None:
+            return self._feed(command, cmd, environ, stdin)
+        try:
+            return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=environ, cwd="/", timeout=self.timeout, check=False)
+        except OSError as exc:
+            raise _cannot_run(cmd, exc)
+
+    def _feed(self, command, cmd, environ, source):
+        """Run ``cmd`` with ``source`` copied to its stdin, in bounded chunks; a ``CompletedProcess``.
+
+        cvmfs_server publishes whatever tar it has read when its stdin ends, even one cut off between
+        two members. So a failure while copying (a read error, a stop signal) never closes its stdin:
+        cvmfs_server and all it started (its own session) are killed first, and the transaction they
+        leave open is for the caller to abort.
+        """
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, env=environ, cwd="/",
+                                        start_new_session=True)
+            except OSError as exc:
+                raise _cannot_run(cmd, exc)
+            try:
+                try:
+                    shutil.copyfileobj(source, proc.stdin, CHUNK)
+                    proc.stdin.close()
+                except BrokenPipeError:  # cvmfs_server stopped reading: its exit status and messages say why
+                    with contextlib.suppress(OSError):
+                        proc.stdin.close()
+                proc.wait(timeout=self.timeout)
+            except BaseException as error:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                if self.log is not None:
+                    self.log.warning("stopped cvmfs_server %s (killed it and all it started): %s"
+                                     % (command, describe_error(error)))
+                raise
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+
+    def _log_output(self, command, result):
+        if self.log is None:
+            return
+        for line in result.stdout.splitlines():
+            self.log.info("cvmfs_server %s: %s" % (command, line))
+        for line in result.stderr.splitlines():
+            self.log.warning("cvmfs_server %s: %s" % (command, line))
 
     @property
     def last_mutating(self):
@@ -467,6 +553,22 @@ class CvmfsServer:
 
 def _text(data):
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else (data or "")
+
+
+def _cannot_run(cmd, exc):
+    return CvmfsServerError("cannot run %s: %s" % (cmd[0], exc), cmd=cmd, exception=exc)
+
+
+def describe_error(error):
+    """One line for a log: the ``message`` of errors that carry one (:class:`CvmfsError`), else
+    ``Type: text``; ``interrupted`` for Ctrl-C."""
+    message = getattr(error, "message", None)
+    if isinstance(message, str):
+        return message
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    text = str(error)
+    return "%s: %s" % (type(error).__name__, text) if text else type(error).__name__
 
 
 # --------------------------------------------------------------------------- module glue (still Ansible-free)

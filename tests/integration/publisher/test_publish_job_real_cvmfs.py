@@ -1,7 +1,7 @@
 """The publish job's ingest against REAL CernVM-FS: compressed tarballs streamed into ``cvmfs_server ingest -t -``.
 
 Runs on the session's lab host ``pt-cvmfs`` (tests/support/cvmfs_lab_host.py): the job's own
-``PublishJob.ingest`` (``_publish_job`` shipped there with the runner's modules, run by the host's
+``PublishJob.ingest`` (the publish job's files shipped there with the runner's modules, run by the host's
 Python) against the real cvmfs_server 2.12 and a local stratum-0. Only S3 is stood in for: the
 download copies a file on the host and the deletion is recorded. The rest of the job, against real
 S3 and the publish double, is tests/integration/publisher/test_publish_job.py.
@@ -21,7 +21,7 @@ skip_module_without_packages()
 
 INGEST = r"""
 import io, json, shutil, sys
-from sharedsw_cvmfs import _publish_job as pj
+from sharedsw_cvmfs import _publish_job as pj, _tarballs
 request = json.loads(sys.argv[1])
 
 
@@ -60,13 +60,13 @@ class ReadError:
 
 if request.get("fail_after") is not None:
     opened = []
-    real_open_tar = pj.open_tar
+    real_open_tar = _tarballs.open_tar
 
     def open_tar(path, compression):  # the first opening is the check, the second the stream into ingest
         opened.append(path)
         stream = real_open_tar(path, compression)
         return stream if len(opened) == 1 else ReadError(stream, request["fail_after"])
-    pj.open_tar = open_tar
+    _tarballs.open_tar = open_tar
 
 log = io.StringIO()
 job = pj.PublishJob(pj.load_config(request["config"]), pj.Log(stream=log))

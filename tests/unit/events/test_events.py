@@ -1,13 +1,22 @@
-"""Pure logic of the notification consumer: parsing, scope, the debounce window, the config."""
+"""Pure logic of the notification consumer: parsing, scope, the debounce window, the config.
+
+No broker: message parsing (_event_messages), the window (_event_window), log fields
+(_event_metrics), the config (_events), the keys-mode publish step (_event_job)."""
 
 import json
 
 import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _events as events
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _event_consumer as consumer
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _event_job as event_job
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _event_messages as messages
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _event_metrics as metrics
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _event_window as batching
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._host_program import Log
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 
-SCOPE = events.Scope("software", ["cvmfs/", "ingest/"])
+SCOPE = messages.Scope("software", ["cvmfs/", "ingest/"])
 
 
 def record(key="cvmfs/a.txt", name="ObjectCreated:Put", bucket="software", source="ceph:s3",
@@ -21,22 +30,22 @@ def message(*records):
 
 
 def test_ceph_records_give_keys_times_and_count():
-    keys, times, count = events.parse_message(message(record(), record("cvmfs/b c+d.txt", "ObjectRemoved:Delete")),
-                                              SCOPE)
+    keys, times, count = messages.parse_message(message(record(), record("cvmfs/b c+d.txt", "ObjectRemoved:Delete")),
+                                                SCOPE)
     # Ceph sends keys as they are; the decoded spelling is looked at too (harmless if unchanged)
     assert keys == {"cvmfs/a.txt", "cvmfs/b c+d.txt", "cvmfs/b c d.txt"}
     assert count == 2 and times == [pytest.approx(1795441216.508206)] * 2
 
 
 def test_aws_records_are_url_decoded():
-    keys, _times, _count = events.parse_message(message(record("cvmfs/b+c%C3%BC.txt", "s3:ObjectCreated:Put",
-                                                               source="aws:s3")), SCOPE)
+    keys, _times, _count = messages.parse_message(message(record("cvmfs/b+c%C3%BC.txt", "s3:ObjectCreated:Put",
+                                                                 source="aws:s3")), SCOPE)
     assert keys == {"cvmfs/b cü.txt"}
 
 
 def test_ingest_prefix_is_in_scope_and_test_events_are_empty():
-    assert events.parse_message(message(record("ingest/x.tar.gz")), SCOPE)[0] == {"ingest/x.tar.gz"}
-    assert events.parse_message(b'{"Service": "Amazon S3", "Event": "s3:TestEvent"}', SCOPE) == (set(), [], 0)
+    assert messages.parse_message(message(record("ingest/x.tar.gz")), SCOPE)[0] == {"ingest/x.tar.gz"}
+    assert messages.parse_message(b'{"Service": "Amazon S3", "Event": "s3:TestEvent"}', SCOPE) == (set(), [], 0)
 
 
 @pytest.mark.parametrize("body, kind, words", [
@@ -53,42 +62,42 @@ def test_ingest_prefix_is_in_scope_and_test_events_are_empty():
     (message(record(), record(key="elsewhere/a")), "foreign", "record 1"),
 ])
 def test_unusable_messages_are_rejected_with_a_reason(body, kind, words):
-    with pytest.raises(events.Rejected) as caught:
-        events.parse_message(body, SCOPE)
+    with pytest.raises(messages.Rejected) as caught:
+        messages.parse_message(body, SCOPE)
     assert caught.value.kind == kind
     assert words in caught.value.reason
 
 
 def test_event_time_parsing():
-    assert events.parse_time("2026-11-23T13:40:16Z") == 1795441216
-    assert events.parse_time("2026-11-23T13:40:16.5Z") == 1795441216.5
-    assert events.parse_time("yesterday") is None and events.parse_time(None) is None
+    assert messages.parse_time("2026-11-23T13:40:16Z") == 1795441216
+    assert messages.parse_time("2026-11-23T13:40:16.5Z") == 1795441216.5
+    assert messages.parse_time("yesterday") is None and messages.parse_time(None) is None
 
 
 def delivery(arrived, keys=("cvmfs/a",), body=b""):
-    return events.Delivery(1, set(keys), [], 1, 0, "f", arrived, body, None)
+    return batching.Delivery(1, set(keys), [], 1, 0, "f", arrived, body, None)
 
 
 def test_window_closes_after_quiet_time_max_wait_or_when_full():
-    window = events.Window(debounce=2, max_wait=10, limit=3)
+    window = batching.Window(debounce=2, max_wait=10, limit=3)
     assert not window.ready(0)
     window.add(delivery(100))
     assert not window.ready(101) and window.ready(102)
     window.add(delivery(101.5))
     assert not window.ready(103) and window.ready(103.5)      # the quiet time restarts
-    window = events.Window(debounce=2, max_wait=10, limit=100)
+    window = batching.Window(debounce=2, max_wait=10, limit=100)
     for arrived in range(100, 111):
         window.add(delivery(arrived))                          # never quiet for 2 s
     assert not window.ready(109.5) and window.ready(110)       # but max_wait after the first
     assert len(window.take()) == 11 and not window.items and not window.ready(200)
-    window = events.Window(debounce=2, max_wait=10, limit=2)
+    window = batching.Window(debounce=2, max_wait=10, limit=2)
     window.add(delivery(100))
     window.add(delivery(100))
     assert window.ready(100)                                   # the prefetch is exhausted
 
 
 def test_window_closes_when_the_bodies_reach_max_bytes():
-    window = events.Window(debounce=2, max_wait=10, limit=100, max_bytes=1000)
+    window = batching.Window(debounce=2, max_wait=10, limit=100, max_bytes=1000)
     window.add(delivery(100, body=b"x" * 600))
     assert not window.ready(100) and window.bytes == 600
     window.add(delivery(100, body=b"x" * 400))
@@ -98,10 +107,10 @@ def test_window_closes_when_the_bodies_reach_max_bytes():
 
 
 def test_log_values_are_quoted_for_logfmt():
-    assert events._quote("plain") == "plain"
-    assert events._quote("two words") == '"two words"'
-    assert events._quote(True) == "true" and events._quote(None) == "-" and events._quote(0.5) == "0.5"
-    assert events._median([1.0, 2.0, 4.0]) == 2.0 and events._median([1.0, 2.0]) == 1.5 and events._median([]) is None
+    assert metrics.quote("plain") == "plain"
+    assert metrics.quote("two words") == '"two words"'
+    assert metrics.quote(True) == "true" and metrics.quote(None) == "-" and metrics.quote(0.5) == "0.5"
+    assert metrics.median([1.0, 2.0, 4.0]) == 2.0 and metrics.median([1.0, 2.0]) == 1.5 and metrics.median([]) is None
 
 
 def write(path, data):
@@ -148,10 +157,10 @@ def test_config_errors_name_the_setting(tmp_path, job_config, change, words):
 def test_keys_mode_uses_the_job_sync_options(tmp_path, monkeypatch):
     """The consumer's in-process keys-mode sync gets exactly the options the job's full sync gets
     (read from the job's own s3_sync command line), plus the touched keys."""
-    from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _publish_job, _s3_sync
+    from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _publish_config, _s3_sync
     creds = tmp_path / "creds"
     creds.write_text("AWS_ACCESS_KEY_ID=AK\nAWS_SECRET_ACCESS_KEY=SK\n")
-    config = _publish_job.load_config(write(tmp_path / "job.json", {
+    config = _publish_config.load_config(write(tmp_path / "job.json", {
         "repository": "sw.example.org", "path": "/team-a", "state_dir": str(tmp_path / "state"),
         "lock_file": str(tmp_path / "lock"), "mount_dir": str(tmp_path / "cvmfs"), "credentials_file": str(creds),
         "source": {"bucket": "software", "prefix": "cvmfs/team-a/", "endpoint_url": "https://rgw.example.org",
@@ -164,7 +173,7 @@ def test_keys_mode_uses_the_job_sync_options(tmp_path, monkeypatch):
         return {"changed": False, "missing_keys": ["cvmfs/team-a/x"]}
 
     monkeypatch.setattr(_s3_sync, "sync_keys", fake_sync_keys)
-    job = events.EventJob(config, events.Log(stream=open(str(tmp_path / "log"), "w")), keys={"cvmfs/team-a/x"})
+    job = event_job.EventJob(config, Log(stream=open(str(tmp_path / "log"), "w")), keys={"cvmfs/team-a/x"})
     assert job.run_sync(check=True)["changed"] is False
     assert "cvmfs/team-a/x was listed but gone when fetched" in (tmp_path / "log").read_text()
     options, conn = seen["options"], seen["conn"]
@@ -224,8 +233,8 @@ def fuzz_bodies():
 @pytest.mark.parametrize("body", fuzz_bodies(), ids=lambda body: "%d-bytes" % len(body))
 def test_no_body_makes_parse_message_raise_anything_but_rejected(body):
     try:
-        keys, times, count = events.parse_message(body, SCOPE)
-    except events.Rejected as rejected:
+        keys, times, count = messages.parse_message(body, SCOPE)
+    except messages.Rejected as rejected:
         assert rejected.reason and rejected.kind in ("malformed", "foreign")
         # the reason goes into a log line and an AMQP header: it must be encodable text
         rejected.reason.encode("utf-8")
@@ -236,10 +245,10 @@ def test_no_body_makes_parse_message_raise_anything_but_rejected(body):
 
 
 def test_an_unparseable_event_time_is_rejected_and_a_valid_one_kept():
-    with pytest.raises(events.Rejected) as caught:
-        events.parse_message(message(record(when=5)), SCOPE)
+    with pytest.raises(messages.Rejected) as caught:
+        messages.parse_message(message(record(when=5)), SCOPE)
     assert "eventTime" in caught.value.reason and caught.value.kind == "malformed"
-    assert events.parse_time(5) is None and events.parse_time("2026-02-30T10:00:00Z") is None
+    assert messages.parse_time(5) is None and messages.parse_time("2026-02-30T10:00:00Z") is None
 
 
 @pytest.mark.parametrize("host, warned", [("mq.example.org", True), ("127.0.0.1", False)])
@@ -249,5 +258,5 @@ def test_the_consumer_warns_of_a_password_sent_in_clear(tmp_path, job_config, ho
         "job_config": job_config, "queue": "q", "dead_letter_exchange": "dlx",
         "amqp": {"host": host, "username": "u", "password": "p"}}))
     stream = io.StringIO()
-    events.Consumer(config, events.Log(stream=stream))
+    consumer.Consumer(config, Log(stream=stream))
     assert ("event=amqp_cleartext_login" in stream.getvalue()) == warned, stream.getvalue()

@@ -6,6 +6,7 @@ mimics documented behaviour from the facts file; it is not CernVM-FS.
 
 import json
 import os
+import time
 
 import pytest
 
@@ -50,6 +51,7 @@ class TestArgv:
         assert self.runner.argv("rmfs", name="r.org", preserve=True)[1:] == ["rmfs", "-f", "-p", "r.org"]
         assert self.runner.argv("abort", name="r.org")[1:] == ["abort", "-f", "r.org"]
         assert self.runner.argv("publish", name="r.org")[1:] == ["publish", "-f", "r.org"]
+        assert self.runner.argv("publish", name="r.org", force_remount=False)[1:] == ["publish", "r.org"]
 
     def test_publish_tag_transaction_retry(self):
         assert self.runner.argv("publish", name="r.org", tag="v1", tag_description="first one")[1:] == \
@@ -179,6 +181,118 @@ class TestRun:
             srv.CvmfsServer(binary=str(slow), timeout=0.2).run("list")
 
 
+class ListLog:
+    """The runner's ``log``: (level, line) pairs."""
+
+    def __init__(self):
+        self.lines = []
+
+    def info(self, text):
+        self.lines.append(("info", text))
+
+    def warning(self, text):
+        self.lines.append(("warning", text))
+
+
+class Reads:
+    """A binary source that records each read size, and raises ``error`` after ``fail_after`` bytes."""
+
+    def __init__(self, data, fail_after=None, error=None):
+        self.data, self.offset, self.sizes = data, 0, []
+        self.fail_after, self.error = fail_after, error
+
+    def read(self, size=-1):
+        self.sizes.append(size)
+        if self.fail_after is not None and self.offset >= self.fail_after:
+            raise self.error
+        end = len(self.data) if size < 0 else self.offset + size
+        if self.fail_after is not None:
+            end = min(end, self.fail_after)
+        chunk, self.offset = self.data[self.offset:end], end
+        return chunk
+
+
+def _script(tmp_path, body):
+    path = tmp_path / "cvmfs_server"
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+class TestStdinAndLog:
+    def test_file_object_is_fed_to_stdin_in_bounded_chunks(self, tmp_path):
+        received = tmp_path / "received"
+        binary = _script(tmp_path, 'cat > "%s"\necho "read $1 $2 $3"\necho "a warning" >&2\n' % received)
+        data = os.urandom(3 * srv.CHUNK + 5)
+        source = Reads(data)
+        log = ListLog()
+        result = srv.CvmfsServer(binary=binary, log=log).run("ingest", tarball="-", base_dir="b", name="r.org",
+                                                             stdin=source)
+        assert result.rc == 0 and received.read_bytes() == data
+        assert source.sizes and max(source.sizes) <= srv.CHUNK and min(source.sizes) > 0
+        assert log.lines == [("info", "cvmfs_server ingest: read ingest -t -"),
+                             ("warning", "cvmfs_server ingest: a warning")]
+
+    def test_output_lines_are_logged_without_stdin_too(self, tmp_path):
+        binary = _script(tmp_path, 'echo "one"\necho "two"\necho "bad" >&2\nexit 0\n')
+        log = ListLog()
+        srv.CvmfsServer(binary=binary, log=log).run("abort", name="r.org")
+        assert log.lines == [("info", "cvmfs_server abort: one"), ("info", "cvmfs_server abort: two"),
+                             ("warning", "cvmfs_server abort: bad")]
+
+    @pytest.mark.parametrize("error", [OSError(5, "Input/output error (test)"), KeyboardInterrupt()],
+                             ids=["read-error", "interrupt"])
+    def test_a_broken_stream_kills_the_command_and_all_it_started(self, tmp_path, error):
+        """stdin is never closed after a failed read: cvmfs_server would publish the tar read so far."""
+        pids, finished = tmp_path / "pids", tmp_path / "finished"
+        binary = _script(tmp_path, 'sleep 600 &\necho "$$ $!" > "%s"\ncat > /dev/null\ntouch "%s"\n'
+                         % (pids, finished))
+        log = ListLog()
+        with pytest.raises(type(error)):
+            srv.CvmfsServer(binary=binary, log=log).run(
+                "ingest", tarball="-", base_dir="b", name="r.org",
+                stdin=Reads(os.urandom(2 * srv.CHUNK), fail_after=srv.CHUNK + 1, error=error))
+        assert not finished.exists(), "cvmfs_server saw the end of its input"
+        for pid in [int(p) for p in pids.read_text().split()]:
+            assert _ends(pid), "pid %d of the command's session still runs" % pid
+        [(level, line)] = log.lines
+        assert level == "warning" and line.startswith("stopped cvmfs_server ingest (killed it and all it started): ")
+        assert line.endswith("Input/output error (test)" if isinstance(error, OSError) else ": interrupted")
+
+    def test_a_command_that_cannot_start_is_named(self, tmp_path):
+        binary = tmp_path / "cvmfs_server"
+        binary.write_text("not a program")
+        binary.chmod(0o755)
+        with pytest.raises(srv.CvmfsServerError, match="cannot run %s" % binary):
+            srv.CvmfsServer(binary=str(binary)).run("ingest", tarball="-", base_dir="b", name="r.org",
+                                                    stdin=Reads(b"x"))
+
+
+def _ends(pid):
+    """Whether ``pid`` ends within 30 s (SIGKILL is delivered asynchronously; a hang fails)."""
+    for _attempt in range(300):
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _alive(pid):
+    """Whether ``pid`` runs (a zombie waiting for its parent does not)."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (IOError, OSError):
+        return False
+
+
+def test_describe_error():
+    assert srv.describe_error(CvmfsError("what went wrong")) == "what went wrong"
+    assert srv.describe_error(OSError(5, "Input/output error")) == "OSError: [Errno 5] Input/output error"
+    assert srv.describe_error(KeyboardInterrupt()) == "interrupted"
+    assert srv.describe_error(RuntimeError()) == "RuntimeError"
+
+
 class TestHostGlue:
     """Where the modules find cvmfs_server and its directories: the package's places, unless the test
     hook (environment variables the test suite sets) says otherwise."""
@@ -230,6 +344,12 @@ MAPPING = [
     ("transaction", 1, "Error: 'invalid_hmac'", "(unexpected termination) cannot parse session token" + STACK,
      srv.CvmfsServerError, "cannot parse session token"),
     ("transaction", 5, "", "CernVM-FS transaction error: publisher init", srv.CvmfsServerError, "rc=5"),
+    # by the exit code alone, when the message is not the documented one
+    ("transaction", 17, "", "(changed wording)", srv.AlreadyInTransaction, "already open on r.org (exit 17"),
+    ("transaction", 16, "", "(changed wording)", srv.LeaseBusy, "holds an overlapping path (exit 16"),
+    ("transaction", 2, "", "(changed wording)", srv.BadLeasePath, "lease path r.org does not exist in the repo"),
+    ("transaction", 20, "", "(changed wording)", srv.BadLeasePath, "parent of the lease path r.org is not a dir"),
+    ("transaction", 22, "", "(changed wording)", srv.WhitelistExpired, "layout revision is wrong (exit 22"),
     ("abort", 22, "", "Repository r.org is not in a transaction", srv.NotInTransaction, "not in a transaction"),
     ("abort", 5, "", "publisher file system mount state is broken", srv.CvmfsServerError, "mount state is broken"),
     ("abort", 1, "", "CernVM-FS error: Repository r.org is not a stratum 0 repository", srv.NotStratum0,
@@ -333,6 +453,13 @@ def test_lease_busy_carries_time_remaining():
     with pytest.raises(srv.LeaseBusy) as info:
         srv.classify("transaction", result(16, "Path busy. Time remaining = 42", E + "lease path busy"), name="r.org")
     assert info.value.time_remaining == 42 and info.value.extra["time_remaining"] == 42
+
+
+def test_whitelist_hint_names_the_repository_of_a_lease():
+    with pytest.raises(srv.WhitelistExpired) as info:
+        srv.classify("transaction", result(22, "", "Repository whitelist for $name is expired"), name="r.org/a/b")
+    assert "the whitelist of r.org has expired" in info.value.message
+    assert "'cvmfs_server resign r.org'" in info.value.message
 
 
 def test_success_is_not_an_error():
