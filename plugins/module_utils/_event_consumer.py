@@ -28,7 +28,7 @@ from ._event_job import EventJob
 from ._event_messages import Rejected, Scope, parse_message
 from ._event_metrics import Metrics, iso_time, median, now_text, quote
 from ._event_window import Delivery, Window
-from ._host_program import Lock, Log
+from ._program_support import Lock, Log
 from ._publish_run import EXIT_OK
 
 try:

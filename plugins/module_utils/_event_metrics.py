@@ -16,7 +16,7 @@ import json
 import os
 import time
 
-from ._host_program import write_json_file
+from ._program_support import write_json_file
 
 
 class Metrics:

@@ -60,7 +60,7 @@ from ._common import CvmfsError
 from ._cvmfs_server import describe_error
 from ._event_consumer import Consumer
 from ._event_metrics import now_text
-from ._host_program import Log, load_json_object
+from ._program_support import Log, load_json_object
 from ._publish_config import load_config as load_job_config
 
 EXIT_CONFIG = 2

@@ -14,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ._common import CvmfsError
-from ._host_program import load_json_object
+from ._program_support import load_json_object
 
 DEFAULTS = {
     "cvmfs_server": "/usr/bin/cvmfs_server",

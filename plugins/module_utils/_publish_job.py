@@ -56,7 +56,7 @@ import traceback
 
 from ._common import CvmfsError
 from ._cvmfs_server import describe_error
-from ._host_program import Lock, Log, write_json_file
+from ._program_support import Lock, Log, write_json_file
 from ._publish_config import load_config
 from ._publish_run import (EXIT_BUSY, EXIT_CONFIG, EXIT_FAILED, EXIT_LOCK_TIMEOUT, EXIT_NEEDS_HUMAN, EXIT_OK,
                            JobInterrupted, NeedsHuman, PublishJob, now_text)

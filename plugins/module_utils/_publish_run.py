@@ -28,7 +28,7 @@ from . import _tarballs
 from ._common import CvmfsError
 from ._cvmfs_server import CvmfsServer, CvmfsServerError, describe_error
 from ._cvmfs_state import CvmfsPaths, in_transaction, scratch_has_changes
-from ._host_program import Log
+from ._program_support import Log
 from ._publish_config import read_credentials
 
 

@@ -13,7 +13,7 @@ from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _event_job a
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _event_messages as messages
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _event_metrics as metrics
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _event_window as batching
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._host_program import Log
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._program_support import Log
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 
 SCOPE = messages.Scope("software", ["cvmfs/", "ingest/"])
