@@ -63,6 +63,7 @@ import time
 import traceback
 import zlib
 
+from ._announce import announce_after_publish
 from ._common import CvmfsError
 from ._cvmfs_state import CvmfsPaths, in_transaction, scratch_has_changes
 
@@ -722,6 +723,7 @@ class PublishJob:
             self.transaction(sync, parents)
         if tarballs:
             self.ingest(tarballs)
+        announce_after_publish(self.config, self.summary, self.log)
         return EXIT_OK
 
 
