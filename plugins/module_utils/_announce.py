@@ -13,7 +13,7 @@ message on a durable topic exchange (routing key: the repository name)::
     {"repository": "sw.example.org", "revision": 42, "stratum0_url": "http://s0/cvmfs/sw.example.org"}
 
 JSON, persistent, with a message id. Each stratum-1's snapshot listener (``_snapshot_listener``)
-consumes it and snapshots the replica. An announcement is a hint, never a condition of the
+consumes it (:func:`parse_announcement`) and snapshots the replica. An announcement is a hint, never a condition of the
 publish: whatever goes wrong here is logged as a warning, and the stratum-1s' snapshot timer
 replicates the revision on its next run.
 """
@@ -22,13 +22,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import json
 import time
 import uuid
 
 from ._common import CvmfsError
 from . import _amqp
-from ._cvmfs_state import CvmfsPaths, read_storage_object, repository_state, signed_header
+from ._cvmfs_state import CvmfsPaths, is_valid_repo_name, read_storage_object, repository_state, signed_header
 
 try:
     import pika
@@ -38,6 +39,9 @@ except ImportError:  # reported by _amqp when a connection is attempted
 
 MANIFEST = ".cvmfspublished"
 APP_ID = "sharedsw.cvmfs"
+MAX_MESSAGE_BYTES = 64 * 1024
+
+Announcement = collections.namedtuple("Announcement", "repository revision stratum0_url")
 
 
 def amqp_options(settings):
@@ -57,21 +61,30 @@ def amqp_options(settings):
     return options
 
 
-def published_revision(repository, paths):
-    """``(revision, stratum-0 URL)`` of what the stratum-0 serves now (its ``.cvmfspublished``)."""
-    state = repository_state(repository, paths)
-    if state is None:
-        raise CvmfsError("the repository %s does not exist on this host" % repository)
+def served_revision(state):
+    """The revision in the ``.cvmfspublished`` a repository serves (``state``: a
+    ``repository_state`` dict; a stratum-0's or a replica's), None when there is none yet."""
     try:
         data = read_storage_object(state, MANIFEST)
     except IOError as error:
-        raise CvmfsError("cannot read the published manifest of %s: %s" % (repository, error))
+        raise CvmfsError("cannot read the %s of %s: %s" % (MANIFEST, state["name"], error))
     if data is None:
-        raise CvmfsError("the stratum-0 of %s (%s) has no %s" % (repository, state.get("stratum0_url"), MANIFEST))
+        return None
     revision = signed_header(data).get("S", "")
     if not revision.isdigit():
-        raise CvmfsError("the %s of %s has no revision line (S)" % (MANIFEST, repository))
-    return int(revision), state.get("stratum0_url")
+        raise CvmfsError("the %s of %s has no revision line (S)" % (MANIFEST, state["name"]))
+    return int(revision)
+
+
+def published_revision(repository, paths):
+    """``(revision, stratum-0 URL)`` of what the stratum-0 serves now."""
+    state = repository_state(repository, paths)
+    if state is None:
+        raise CvmfsError("the repository %s does not exist on this host" % repository)
+    revision = served_revision(state)
+    if revision is None:
+        raise CvmfsError("the stratum-0 of %s (%s) has no %s" % (repository, state.get("stratum0_url"), MANIFEST))
+    return revision, state.get("stratum0_url")
 
 
 def message(repository, revision, stratum0_url):
@@ -81,6 +94,36 @@ def message(repository, revision, stratum0_url):
     properties = pika.BasicProperties(content_type="application/json", delivery_mode=2, app_id=APP_ID,
                                       message_id=uuid.uuid4().hex, timestamp=int(time.time()))
     return body, properties
+
+
+class Rejected(Exception):
+    """A message that is not an announcement; ``reason`` says why."""
+
+    def __init__(self, reason):
+        super(Rejected, self).__init__(reason)
+        self.reason = reason
+
+
+def parse_announcement(body):
+    """The :class:`Announcement` in a message body; :class:`Rejected` naming what is wrong."""
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise Rejected("larger than %d bytes (%d)" % (MAX_MESSAGE_BYTES, len(body)))
+    try:
+        data = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise Rejected("not JSON: %s" % error)
+    if not isinstance(data, dict):
+        raise Rejected("not a JSON object but %s" % type(data).__name__)
+    repository = data.get("repository")
+    if not isinstance(repository, str) or not is_valid_repo_name(repository):
+        raise Rejected("'repository' must be a repository name such as sw.example.org, not %r" % (repository,))
+    revision = data.get("revision")
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+        raise Rejected("'revision' must be a whole number >= 0, not %r" % (revision,))
+    stratum0_url = data.get("stratum0_url")
+    if stratum0_url is not None and not isinstance(stratum0_url, str):
+        raise Rejected("'stratum0_url' must be a string, not %r" % (stratum0_url,))
+    return Announcement(repository, revision, stratum0_url)
 
 
 def announce(settings, repository, revision, stratum0_url, warn=None):

@@ -49,8 +49,8 @@ import traceback
 
 from ._common import CvmfsError
 from . import _amqp
-from ._cvmfs_format import MANIFEST, parse_manifest
-from ._cvmfs_state import CvmfsPaths, is_valid_repo_name, local_repositories, read_storage_object, repository_state
+from ._announce import Rejected, parse_announcement, served_revision
+from ._cvmfs_state import CvmfsPaths, local_repositories, repository_state
 
 try:
     import pika
@@ -60,8 +60,6 @@ except ImportError:  # reported by _amqp when a connection is attempted
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
-
-MAX_MESSAGE_BYTES = 64 * 1024
 
 DEFAULTS = {
     "queue": None,
@@ -81,39 +79,6 @@ DEFAULTS = {
 # what a replica does about an announcement
 UP_TO_DATE = "up_to_date"
 SNAPSHOT = "snapshot"
-
-Announcement = collections.namedtuple("Announcement", "repository revision stratum0_url")
-
-
-class Rejected(Exception):
-    """A message that is not an announcement; ``reason`` says why."""
-
-    def __init__(self, reason):
-        super(Rejected, self).__init__(reason)
-        self.reason = reason
-
-
-def parse_announcement(body):
-    """The :class:`Announcement` in a message body; :class:`Rejected` naming what is wrong."""
-    if len(body) > MAX_MESSAGE_BYTES:
-        raise Rejected("larger than %d bytes (%d)" % (MAX_MESSAGE_BYTES, len(body)))
-    try:
-        data = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise Rejected("not JSON: %s" % error)
-    if not isinstance(data, dict):
-        raise Rejected("not a JSON object but %s" % type(data).__name__)
-    repository = data.get("repository")
-    if not isinstance(repository, str) or not is_valid_repo_name(repository):
-        raise Rejected("'repository' must be a repository name such as sw.example.org, not %r" % (repository,))
-    revision = data.get("revision")
-    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
-        raise Rejected("'revision' must be a whole number >= 0, not %r" % (revision,))
-    stratum0_url = data.get("stratum0_url")
-    if stratum0_url is not None and not isinstance(stratum0_url, str):
-        raise Rejected("'stratum0_url' must be a string, not %r" % (stratum0_url,))
-    return Announcement(repository, revision, stratum0_url)
-
 
 def plan(announcement, local_revisions):
     """``{replica: UP_TO_DATE | SNAPSHOT}`` for ``local_revisions``, ``{replica: its revision, None
@@ -138,16 +103,8 @@ class Replicas:
     def revision(self, alias):
         """Revision of the replica's own ``.cvmfspublished``; None before its first snapshot."""
         state = repository_state(alias, self.paths)
-        if state is None:
-            return None
         try:
-            data = read_storage_object(state, MANIFEST)
-        except IOError:
-            return None
-        if data is None:
-            return None
-        try:
-            return parse_manifest(data, "%s of the replica %s" % (MANIFEST, alias)).revision
+            return None if state is None else served_revision(state)
         except CvmfsError:
             return None
 
@@ -300,6 +257,8 @@ class Listener:
             self.broker.connection.process_data_events(time_limit=tick)
             self.reap()
             self.start_runs()
+        # stopping: acknowledge what the runs that ended have served while the channel is open
+        self.reap()
 
     # ---- messages ---------------------------------------------------------------------
 

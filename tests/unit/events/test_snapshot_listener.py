@@ -1,4 +1,4 @@
-"""Pure logic of the stratum-1's snapshot listener: parsing announcements, what a replica does
+"""Pure logic of the stratum-1's snapshot listener: parsing announcements (_announce), what a replica does
 about one, and how announcements in hand are served by snapshot runs (no broker, no cvmfs_server)."""
 
 import io
@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _announce as announce
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _snapshot_listener as listener
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 
@@ -17,8 +18,8 @@ def body(**fields):
 
 
 def test_an_announcement_is_parsed():
-    parsed = listener.parse_announcement(body())
-    assert parsed == listener.Announcement("sw.example.org", 7, "http://s0/cvmfs/sw.example.org")
+    parsed = announce.parse_announcement(body())
+    assert parsed == announce.Announcement("sw.example.org", 7, "http://s0/cvmfs/sw.example.org")
 
 
 @pytest.mark.parametrize("raw, reason", [
@@ -33,15 +34,15 @@ def test_an_announcement_is_parsed():
     (body(revision=True), "'revision' must be a whole number"),
     (body(revision=7.5), "'revision' must be a whole number"),
     (body(stratum0_url=5), "'stratum0_url' must be a string"),
-    (b" " * (listener.MAX_MESSAGE_BYTES + 1), "larger than"),
+    (b" " * (announce.MAX_MESSAGE_BYTES + 1), "larger than"),
 ])
 def test_malformed_announcements_are_rejected_with_the_reason(raw, reason):
-    with pytest.raises(listener.Rejected) as caught:
-        listener.parse_announcement(raw)
+    with pytest.raises(announce.Rejected) as caught:
+        announce.parse_announcement(raw)
     assert reason in caught.value.reason
 
 
-ANNOUNCED_7 = listener.Announcement("sw.example.org", 7, None)
+ANNOUNCED_7 = announce.Announcement("sw.example.org", 7, None)
 
 
 def test_a_newer_revision_is_snapshotted():
