@@ -177,7 +177,7 @@ def stratum1(tmp_path, rabbitmq, package_dir):
 def test_a_burst_of_duplicate_announcements_runs_one_snapshot(stratum1):
     stratum1.start()
     stratum1.publish(6)
-    for _ in range(10):
+    for _attempt in range(10):
         stratum1.announce(6)
     stratum1.wait(lambda: stratum1.decisions() == 10 and "event=snapshot_done " in stratum1.log(),
                   "ten announcements handled and the snapshot done")
