@@ -44,9 +44,9 @@ MAX_MESSAGE_BYTES = 64 * 1024
 Announcement = collections.namedtuple("Announcement", "repository revision stratum0_url")
 
 
-def amqp_options(settings):
-    """The resolved and validated AMQP options of the ``announce`` settings (``password_file`` read)."""
-    amqp = dict(settings.get("amqp") or {})
+def amqp_options(amqp, connection_name, retries=None):
+    """Resolved, validated AMQP options from a config's ``amqp`` dict (its ``password_file`` read)."""
+    amqp = dict(amqp or {})
     password_file = amqp.pop("password_file", None)
     if password_file:
         try:
@@ -54,8 +54,9 @@ def amqp_options(settings):
                 amqp["password"] = handle.read().strip()
         except (IOError, OSError) as error:
             raise CvmfsError("cannot read the AMQP password file %s: %s" % (password_file, error))
-    amqp.setdefault("connection_name", "sharedsw-cvmfs-announce")
-    amqp.setdefault("retries", 1)
+    amqp.setdefault("connection_name", connection_name)
+    if retries is not None:
+        amqp.setdefault("retries", retries)
     options = _amqp.resolve_options(amqp)
     _amqp.validate(options)
     return options
@@ -129,7 +130,7 @@ def parse_announcement(body):
 def announce(settings, repository, revision, stratum0_url, warn=None):
     """Publish the announcement (publisher confirms); True when a queue took it, False when none is
     bound to the exchange (no stratum-1 listens). :class:`CvmfsError` on any other failure."""
-    options = amqp_options(settings)
+    options = amqp_options(settings.get("amqp"), "sharedsw-cvmfs-announce", retries=1)
     exchange = settings["exchange"]
     broker = _amqp.Broker(options, warn=warn)
     with broker:

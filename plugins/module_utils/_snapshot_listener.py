@@ -49,7 +49,7 @@ import traceback
 
 from ._common import CvmfsError
 from . import _amqp
-from ._announce import Rejected, parse_announcement, served_revision
+from ._announce import Rejected, amqp_options, parse_announcement, served_revision
 from ._cvmfs_state import CvmfsPaths, local_repositories, repository_state
 
 try:
@@ -151,17 +151,7 @@ def load_config(path):
     for key in ("max_parallel", "prefetch"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise CvmfsError("%s in %s must be a whole number >= 1, not %r" % (key, path, config[key]))
-    amqp = dict(config["amqp"] or {})
-    password_file = amqp.pop("password_file", None)
-    if password_file:
-        try:
-            with open(password_file) as handle:
-                amqp["password"] = handle.read().strip()
-        except (IOError, OSError) as error:
-            raise CvmfsError("cannot read the AMQP password file %s: %s" % (password_file, error))
-    amqp.setdefault("connection_name", "sharedsw-cvmfs-snapshot-listener")
-    config["amqp"] = _amqp.resolve_options(amqp)
-    _amqp.validate(config["amqp"])
+    config["amqp"] = amqp_options(config["amqp"], "sharedsw-cvmfs-snapshot-listener")
     return config
 
 
