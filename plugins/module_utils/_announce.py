@@ -168,9 +168,9 @@ def announce_after_publish(config, summary, log):
                     "their next timed snapshot" % (repository, reason))
         return
     if routed:
-        log.info("announced revision %d of %s to the stratum-1s (exchange %s)" % (revision, repository,
-                                                                                 settings["exchange"]))
+        log.info("announced revision %d of %s to the stratum-1s (exchange %s)"
+                 % (revision, repository, settings["exchange"]))
     else:
         log.warning("announced revision %d of %s, but no queue is bound to the exchange %s: no stratum-1 "
-                    "listens; they replicate it on their next timed snapshot" % (revision, repository,
-                                                                                 settings["exchange"]))
+                    "listens; they replicate it on their next timed snapshot"
+                    % (revision, repository, settings["exchange"]))

@@ -80,6 +80,7 @@ DEFAULTS = {
 UP_TO_DATE = "up_to_date"
 SNAPSHOT = "snapshot"
 
+
 def plan(announcement, local_revisions):
     """``{replica: UP_TO_DATE | SNAPSHOT}`` for ``local_revisions``, ``{replica: its revision, None
     before its first snapshot}`` of this host's replicas of the announced repository; empty when
