@@ -116,13 +116,15 @@ services_stop() {
 }
 
 services_start() {
-  local ips_all ips_pub spec kind ips
+  local ips_all ips_pub ips_mq spec kind ips
   ips_all=$(hosts | awk '{print $2}' | paste -sd,)
   ips_pub=$(in_group publishers 2 | paste -sd,)
+  ips_mq=$( (in_group publishers 2; in_group stratum1 2) | sort -u | paste -sd,)
   mkdir -p "$SERVICES"
   # OpenBao: every host (keys on the stratum-0 and publishers; the controller reads public keys);
-  # Ceph RGW and RabbitMQ: the publishers (sync, bucket notifications, event consumer)
-  for spec in "openbao=$ips_all" "ceph=$ips_pub" "rabbitmq=$ips_pub"; do
+  # Ceph RGW: the publishers (sync, bucket notifications); RabbitMQ: the publishers (event consumer,
+  # announcements) and the stratum-1s (snapshot listener)
+  for spec in "openbao=$ips_all" "ceph=$ips_pub" "rabbitmq=$ips_mq"; do
     kind=${spec%%=*}; ips=${spec#*=}
     echo "   starting $kind (tunnels to $ips)"
     "$PYTHON" "$LAB_SERVICES" start "$SERVICES/$kind" "$kind" "$ips" "$LAB_SSH_KEY" >/dev/null \
@@ -166,8 +168,7 @@ hello() {
   local s0 s1
   s0=$(first_in stratum0 2); s1=$(first_in stratum1 2)
   "$PYTHON" "$LAB_STACK" hello --services "$SERVICES" --bucket "$BUCKET" --repository "$REPO" \
-    --stratum0 "http://$s0/cvmfs/$REPO" --stratum1 "http://$s1/cvmfs/$REPO" --timeout "${LAB_PUBLISH_TIMEOUT:-600}" \
-    --nudge "ssh -i $LAB_SSH_KEY ${SSH_OPTS[*]} root@$s1 systemctl start --no-block sharedsw-cvmfs-snapshot.service"
+    --stratum0 "http://$s0/cvmfs/$REPO" --stratum1 "http://$s1/cvmfs/$REPO" --timeout "${LAB_PUBLISH_TIMEOUT:-600}"
 }
 
 run_hello() {

@@ -25,6 +25,7 @@ import sys
 import tempfile
 
 from . import _tarballs
+from ._announce import announce_after_publish
 from ._common import CvmfsError
 from ._cvmfs_server import CvmfsServer, CvmfsServerError, describe_error
 from ._cvmfs_state import CvmfsPaths, in_transaction, scratch_has_changes
@@ -449,6 +450,7 @@ class PublishJob:
             self.transaction(sync, parents)
         if tarballs:
             self.ingest(tarballs)
+        announce_after_publish(self.config, self.summary, self.log)
         return EXIT_OK
 
 
