@@ -51,7 +51,7 @@ class EventJob(PublishJob):
     def run_sync(self, check):
         if self.keys is None:
             return super(EventJob, self).run_sync(check)
-        from ._s3_sync import NeedsFullSync
+        from ._s3_keys import NeedsFullSync
         try:
             return self._sync_keys(check)
         except NeedsFullSync as error:

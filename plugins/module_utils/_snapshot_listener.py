@@ -51,6 +51,7 @@ from ._common import CvmfsError
 from . import _amqp
 from ._announce import Rejected, amqp_options, parse_announcement, served_revision
 from ._cvmfs_state import CvmfsPaths, local_repositories, repository_state
+from ._program_support import load_json_object
 
 try:
     import pika
@@ -135,15 +136,7 @@ class Run:
 
 def load_config(path):
     """The listener's JSON config with defaults; the AMQP options resolved (``password_file`` read)."""
-    try:
-        with open(path) as handle:
-            raw = json.load(handle)
-    except (IOError, OSError) as error:
-        raise CvmfsError("cannot read the listener config %s: %s" % (path, error))
-    except ValueError as error:
-        raise CvmfsError("the listener config %s is not valid JSON: %s" % (path, error))
-    if not isinstance(raw, dict):
-        raise CvmfsError("the listener config %s must hold a JSON object" % path)
+    raw = load_json_object(path, "the listener config")
     config = dict(DEFAULTS)
     config.update((k, v) for k, v in raw.items() if v is not None)
     for key in ("queue", "exchange", "dead_letter_exchange"):

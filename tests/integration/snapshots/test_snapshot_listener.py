@@ -2,7 +2,7 @@
 the stratum-1's snapshot listener -> ``cvmfs_server snapshot``.
 
 What is real: RabbitMQ (exchange, this host's queue, its dead-letter queue), the announcing code,
-the listener (the ``sharedsw_cvmfs`` package built from the stratum1 role's program list, run by
+the listener (the host-program archive the stratum1 role installs, run by
 the distribution's Python when it has pika, as on a stratum-1).
 
 What is NOT real: ``cvmfs_server``. It is the TEST DOUBLE tests/cvmfs_double/cvmfs_server
@@ -16,38 +16,28 @@ No test asserts how fast anything happens; waits have generous upper bounds.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 
 import pytest
-import yaml
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _announce
 from tests.cvmfs_double import DoubleHost, make_storage
 from tests.integration.events.helpers import drain, queue_depth, unique, wait_for
 from tests.integration.events.site import host_python
+from tests.support.host_program import build_host_program
 
 pytestmark = pytest.mark.integration
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 WRAPPER = os.path.join(HERE, "observed_cvmfs_server")
 REPO = "sw.example.org"
 
 
 @pytest.fixture(scope="module")
 def package_dir(tmp_path_factory):
-    """The sharedsw_cvmfs package exactly as the stratum1 role installs it on a host."""
-    with open(os.path.join(REPO_ROOT, "roles", "stratum1", "vars", "main.yml")) as handle:
-        modules = yaml.safe_load(handle)["__stratum1_program_modules"]
-    root = tmp_path_factory.mktemp("program")
-    package = root / "sharedsw_cvmfs"
-    package.mkdir()
-    (package / "__init__.py").write_text("# installed by the stratum1 role\n")
-    for module in modules:
-        shutil.copy(os.path.join(REPO_ROOT, "plugins", "module_utils", module + ".py"), str(package))
-    return str(root)
+    """The host-program archive exactly as the stratum1 role installs it on a host (the PYTHONPATH)."""
+    return build_host_program(tmp_path_factory.mktemp("program"))
 
 
 class Stratum1:
