@@ -34,7 +34,9 @@ import os
 import sys
 
 from ._common import CvmfsError
-from ._cvmfs_format import MANIFEST, HttpFetcher, join_url, parse_manifest
+from ._cvmfs_format import join_url
+from ._cvmfs_signed import MANIFEST, parse_manifest
+from ._http_get import HttpFetcher
 
 EXIT_OK = 0
 EXIT_LAGGING = 1
