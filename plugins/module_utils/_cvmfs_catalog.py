@@ -74,7 +74,7 @@ def read_catalog(data, hash_str, what="root catalog"):
                 connection.close()
         except sqlite3.DatabaseError as exc:
             raise cvmfs_error("malformed", "%s is not a CernVM-FS catalog (SQLite with tables properties, "
-                         "statistics, nested_catalogs): %s" % (what, exc))
+                              "statistics, nested_catalogs): %s" % (what, exc))
     finally:
         os.unlink(handle.name)
     statistics = {}

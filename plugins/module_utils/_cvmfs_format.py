@@ -84,17 +84,17 @@ def verify_repository(base_url, fetcher, public_keys, now, name=None):
     expected = name or manifest.name or whitelist.name
     if whitelist.name != expected:
         raise cvmfs_error("name_mismatch", "%s is for repository %s, but %s; check the URL and the "
-                     "repository name" % (whitelist_url, whitelist.name,
-                                          "the expected repository is %s" % name if name
-                                          else "the manifest names %s" % expected))
+                          "repository name" % (whitelist_url, whitelist.name,
+                                               "the expected repository is %s" % name if name
+                                               else "the manifest names %s" % expected))
     if manifest.name is not None and manifest.name != expected:
         raise cvmfs_error("name_mismatch", "%s is for repository %s, but the expected repository is %s; "
-                     "check the URL and the repository name" % (manifest_url, manifest.name, expected))
+                          "check the URL and the repository name" % (manifest_url, manifest.name, expected))
     check_whitelist_expiry(whitelist, now, whitelist_url)
 
     if not manifest.certificate:
         raise cvmfs_error("malformed", "%s has no X line (certificate hash), so its signature cannot be "
-                     "checked" % manifest_url)
+                          "checked" % manifest_url)
     certificate_url = join_url(base_url, object_path(manifest.certificate, "X"))
     certificate = load_certificate_object(fetcher.get(certificate_url), manifest.certificate,
                                           "certificate object %s" % certificate_url)
@@ -110,7 +110,7 @@ def _stratum1_info(base_url, fetcher, now):
     last = parse_snapshot_time(text, join_url(base_url, LAST_SNAPSHOT))
     if last is None:
         raise cvmfs_error("malformed", "%s is empty: the last snapshot of this stratum-1 did not complete "
-                     "(disk full?)" % join_url(base_url, LAST_SNAPSHOT))
+                          "(disk full?)" % join_url(base_url, LAST_SNAPSHOT))
     status_data = fetcher.get(join_url(base_url, STATUS_JSON), missing_ok=True)
     status = None if status_data is None else parse_status_json(status_data, join_url(base_url, STATUS_JSON))
     snapshotting = fetcher.get(join_url(base_url, IS_SNAPSHOTTING), missing_ok=True) is not None
@@ -160,7 +160,7 @@ def inspect_repository(base_url, fetcher, public_keys, now, name=None, stratum0_
                                "root catalog %s" % catalog_url)
         if catalog["revision"] is not None and catalog["revision"] != manifest.revision:
             raise cvmfs_error("malformed", "root catalog %s has revision %s but the manifest says %s"
-                         % (catalog_url, catalog["revision"], manifest.revision))
+                              % (catalog_url, catalog["revision"], manifest.revision))
         result["catalog"] = catalog
     if stratum0_url:
         upstream = verify_repository(stratum0_url, fetcher, public_keys, now,

@@ -117,12 +117,12 @@ def hash_algorithm(text, what="hash"):
     hexpart, sep, suffix = text.partition("-")
     if len(hexpart) != _DIGEST_HEX or not re.match(r"^[0-9a-f]+$", hexpart):
         raise cvmfs_error("malformed", "%s %r is not a CernVM-FS content hash "
-                     "(40 hex digits, optionally followed by -rmd160 or -shake128)" % (what, text[:80]))
+                          "(40 hex digits, optionally followed by -rmd160 or -shake128)" % (what, text[:80]))
     for name, known in HASH_SUFFIXES.items():
         if sep + suffix == known:
             return name
     raise cvmfs_error("unsupported", "%s %r uses an unknown hash algorithm suffix '-%s' "
-                 "(known: -rmd160, -shake128, none for sha1)" % (what, text, suffix))
+                      "(known: -rmd160, -shake128, none for sha1)" % (what, text, suffix))
 
 
 def object_path(hash_str, suffix=""):
@@ -138,4 +138,4 @@ def check_object(data, hash_str, what):
     actual = hash_string(data, algorithm)
     if actual != hash_str.strip().lower():
         raise cvmfs_error("hash_mismatch", "%s is corrupt: its content hashes to %s, not to %s as its "
-                     "name says (damaged on the server or in a proxy cache)" % (what, actual, hash_str))
+                          "name says (damaged on the server or in a proxy cache)" % (what, actual, hash_str))

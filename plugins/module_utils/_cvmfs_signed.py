@@ -51,7 +51,7 @@ class SignedLetter:
         actual = hash_string(self.body, self.algorithm)
         if actual != self.hash_str.lower():
             raise cvmfs_error("hash_mismatch", "%s was modified or damaged: its text hashes to %s but its "
-                         "signed hash line says %s" % (what, actual, self.hash_str))
+                              "signed hash line says %s" % (what, actual, self.hash_str))
 
 
 def split_letter(data, what):
@@ -61,13 +61,13 @@ def split_letter(data, what):
     position = data.find(b"\n--\n")
     if position < 0:
         raise cvmfs_error("malformed", "%s is not a signed CernVM-FS file: it has no '--' line "
-                     "separating the text from its signature (truncated, or not a repository file)" % what)
+                          "separating the text from its signature (truncated, or not a repository file)" % what)
     body = data[:position + 1]
     rest = data[position + 4:]
     newline = rest.find(b"\n")
     if newline < 0:
         raise cvmfs_error("malformed", "%s is truncated: it ends in the hash line after '--', before "
-                     "the signature" % what)
+                          "the signature" % what)
     try:
         hash_str = rest[:newline].decode("ascii").strip()
     except UnicodeDecodeError:
@@ -155,29 +155,33 @@ def parse_manifest(data, what=MANIFEST):
     missing = [key for key in _MANIFEST_REQUIRED if key not in fields]
     if missing:
         raise cvmfs_error("malformed", "%s is not a valid manifest: required line(s) %s missing "
-                     "(C root catalog, R root path hash, D TTL and S revision must be present)"
-                     % (what, ", ".join(missing)))
+                          "(C root catalog, R root path hash, D TTL and S revision must be present)"
+                          % (what, ", ".join(missing)))
     for key, attribute, kind in _MANIFEST_FIELDS:
         value = fields.get(key)
         if value is None:
             continue
         if kind == "int" and not re.match(r"^[0-9]+$", value):
             raise cvmfs_error("malformed", "%s: line %s (%s) is %r, expected a non-negative integer"
-                         % (what, key, attribute, value[:80]))
+                              % (what, key, attribute, value[:80]))
         if kind == "bool" and value not in ("yes", "no"):
             raise cvmfs_error("malformed", "%s: line %s (%s) is %r, expected 'yes' or 'no'"
-                         % (what, key, attribute, value[:80]))
+                              % (what, key, attribute, value[:80]))
         if kind == "hash":
             hash_algorithm(value, "%s line %s (%s)" % (what, key, attribute))
     return Manifest(letter, fields, tips)
 
 
-def manifest_revision(data, what=MANIFEST):
-    """The revision (``S`` line) of manifest bytes, unverified; ``None`` if they are not a manifest."""
+def _unverified(parse, data, what, attribute):
     try:
-        return parse_manifest(data, what).revision
+        return getattr(parse(data, what), attribute)
     except CvmfsError:
         return None
+
+
+def manifest_revision(data, what=MANIFEST):
+    """The revision (``S`` line) of manifest bytes, unverified; ``None`` if they are not a manifest."""
+    return _unverified(parse_manifest, data, what, "revision")
 
 
 def verify_manifest(manifest, certificate, what=MANIFEST):
@@ -187,9 +191,9 @@ def verify_manifest(manifest, certificate, what=MANIFEST):
     key = certificate.public_key()
     if isinstance(key, rsa.RSAPublicKey) and len(manifest.letter.signature) != key.key_size // 8:
         raise cvmfs_error("bad_signature", "signature of %s is %d bytes long, but the repository certificate %s "
-                     "holds a %d-bit key, whose signatures are %d bytes: the file is truncated or has "
-                     "bytes appended" % (what, len(manifest.letter.signature), manifest.certificate,
-                                         key.key_size, key.key_size // 8))
+                          "holds a %d-bit key, whose signatures are %d bytes: the file is truncated or has "
+                          "bytes appended" % (what, len(manifest.letter.signature), manifest.certificate,
+                                              key.key_size, key.key_size // 8))
     try:
         if not isinstance(key, rsa.RSAPublicKey):
             raise InvalidSignature()
@@ -197,8 +201,8 @@ def verify_manifest(manifest, certificate, what=MANIFEST):
                    padding.PKCS1v15(), hashes.SHA1())
     except InvalidSignature:
         raise cvmfs_error("bad_signature", "signature of %s does not verify with the repository certificate "
-                     "%s: the manifest was not signed with that certificate's key (tampered, "
-                     "truncated, or signed with another repository key)" % (what, manifest.certificate))
+                          "%s: the manifest was not signed with that certificate's key (tampered, "
+                          "truncated, or signed with another repository key)" % (what, manifest.certificate))
 
 
 # --------------------------------------------------------------------------- whitelist
@@ -246,7 +250,7 @@ class Whitelist:
 def _whitelist_time(line, prefix, what, label):
     if not re.match(r"^%s[0-9]{14}$" % prefix, line):
         raise cvmfs_error("malformed", "%s is not a valid whitelist: the %s line is %r, expected %s"
-                     "YYYYMMDDhhmmss (UTC)" % (what, label, line[:80], prefix))
+                          "YYYYMMDDhhmmss (UTC)" % (what, label, line[:80], prefix))
     digits = line[len(prefix):]
     try:
         return datetime.datetime(int(digits[0:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]),
@@ -280,12 +284,12 @@ def parse_whitelist(data, what=WHITELIST):
         lines.pop()
     if len(lines) < 3:
         raise cvmfs_error("malformed", "%s is not a valid whitelist: it needs a creation time, an E "
-                     "(expiry) line and an N (repository name) line before '--'" % what)
+                          "(expiry) line and an N (repository name) line before '--'" % what)
     created = _whitelist_time(lines[0], "", what, "first (creation time)")
     expires = _whitelist_time(lines[1], "E", what, "second (expiry)")
     if not lines[2].startswith("N") or len(lines[2]) < 2:
         raise cvmfs_error("malformed", "%s is not a valid whitelist: the third line is %r, expected "
-                     "N<repository name>" % (what, lines[2][:80]))
+                          "N<repository name>" % (what, lines[2][:80]))
     name = lines[2][1:]
     rest = lines[3:]
     pkcs7 = ca_chain = False
@@ -301,10 +305,7 @@ def parse_whitelist(data, what=WHITELIST):
 
 def parse_whitelist_expiry(data, what=WHITELIST):
     """The expiry (``E`` line, aware UTC) of whitelist bytes, unverified; ``None`` if they are not a whitelist."""
-    try:
-        return parse_whitelist(data, what).expires
-    except CvmfsError:
-        return None
+    return _unverified(parse_whitelist, data, what, "expires")
 
 
 def verify_whitelist(whitelist, public_keys, what=WHITELIST):
@@ -317,15 +318,15 @@ def verify_whitelist(whitelist, public_keys, what=WHITELIST):
     require_cryptography()
     if whitelist.pkcs7:
         raise cvmfs_error("unsupported", "%s is signed with PKCS#7 (line Vpkcs7, signature in "
-                     ".cvmfswhitelist.pkcs7), which this check does not verify" % what)
+                          ".cvmfswhitelist.pkcs7), which this check does not verify" % what)
     whitelist.letter.check_hash(what)
     expected = whitelist.letter.hash_str.encode("ascii")
     size = len(whitelist.letter.signature)
     if public_keys and all(size != key.key_size // 8 for key in public_keys):
         raise cvmfs_error("bad_signature", "signature of %s is %d bytes long, which fits none of the given "
-                     "master public keys (%s): the whitelist is truncated or has bytes appended, or "
-                     "public_keys are not the master public key (<repository>.pub) of repository %s"
-                     % (what, size, ", ".join("%d bits" % key.key_size for key in public_keys), whitelist.name))
+                          "master public keys (%s): the whitelist is truncated or has bytes appended, or "
+                          "public_keys are not the master public key (<repository>.pub) of repository %s"
+                          % (what, size, ", ".join("%d bits" % key.key_size for key in public_keys), whitelist.name))
     for index, key in enumerate(public_keys):
         if len(whitelist.letter.signature) != key.key_size // 8:
             continue
@@ -335,21 +336,21 @@ def verify_whitelist(whitelist, public_keys, what=WHITELIST):
         except (InvalidSignature, ValueError):
             continue
     raise cvmfs_error("bad_signature", "signature of %s does not verify with %s: either the whitelist "
-                 "was tampered with or truncated, or public_keys are not the master public key "
-                 "(<repository>.pub) of repository %s"
-                 % (what, "the given public key" if len(public_keys) == 1
-                    else "any of the %d given public keys" % len(public_keys), whitelist.name))
+                      "was tampered with or truncated, or public_keys are not the master public key "
+                      "(<repository>.pub) of repository %s"
+                      % (what, "the given public key" if len(public_keys) == 1
+                         else "any of the %d given public keys" % len(public_keys), whitelist.name))
 
 
 def check_whitelist_expiry(whitelist, now, what=WHITELIST):
     now = utc_datetime(now)
     if whitelist.is_expired(now):
         raise cvmfs_error("whitelist_expired", "%s of %s expired at %s (clients stop accepting it at %s; "
-                     "checked at %s): re-sign it on the stratum-0 with 'cvmfs_server resign %s', then "
-                     "let the stratum-1s take a snapshot"
-                     % (what, whitelist.name, isoformat(whitelist.expires),
-                        isoformat(whitelist.effective_expiry), isoformat(now), whitelist.name),
-                     whitelist_expires=isoformat(whitelist.expires))
+                          "checked at %s): re-sign it on the stratum-0 with 'cvmfs_server resign %s', then "
+                          "let the stratum-1s take a snapshot"
+                          % (what, whitelist.name, isoformat(whitelist.expires),
+                             isoformat(whitelist.effective_expiry), isoformat(now), whitelist.name),
+                          whitelist_expires=isoformat(whitelist.expires))
 
 
 # --------------------------------------------------------------------------- keys and certificates
@@ -373,9 +374,9 @@ def load_public_keys(pem_texts, what="public key"):
         if not blocks:
             if "PRIVATE KEY" in text:
                 raise cvmfs_error("bad_key", "%s (%s) is a private key; give the master PUBLIC key "
-                             "(<repository>.pub) instead, and keep private keys off this host" % (what, label))
+                                  "(<repository>.pub) instead, and keep private keys off this host" % (what, label))
             raise cvmfs_error("bad_key", "%s (%s) holds no PEM public key ('-----BEGIN PUBLIC KEY-----'); "
-                         "give the repository's master public key <repository>.pub" % (what, label))
+                              "give the repository's master public key <repository>.pub" % (what, label))
         for block in blocks:
             try:
                 key = serialization.load_pem_public_key(block.encode("ascii"))
@@ -383,7 +384,7 @@ def load_public_keys(pem_texts, what="public key"):
                 raise cvmfs_error("bad_key", "%s (%s) cannot be read: %s" % (what, label, exc))
             if not isinstance(key, rsa.RSAPublicKey):
                 raise cvmfs_error("bad_key", "%s (%s) is not an RSA key; CernVM-FS master keys are RSA"
-                             % (what, label))
+                                  % (what, label))
             keys.append(key)
     return keys
 
@@ -417,7 +418,7 @@ def _read_key_file(path):
             return path, handle.read(64 * 1024).decode("ascii", "replace")
     except (IOError, OSError) as exc:
         raise cvmfs_error("bad_key", "cannot read public key file %s: %s; give a path to the master public "
-                     "key (<repository>.pub), a directory of *.pub files, or the PEM text" % (path, exc.strerror))
+                          "key (<repository>.pub), a directory of *.pub files, or the PEM text" % (path, exc.strerror))
 
 
 def load_certificate_object(data, hash_str, what="certificate object"):
@@ -449,9 +450,9 @@ def check_certificate_listed(certificate, whitelist, what):
             return listed
     own = certificate_fingerprint(certificate, "sha1")
     raise cvmfs_error("not_in_whitelist", "%s (fingerprint %s) is not listed in the whitelist of %s, which "
-                 "lists %s: the manifest was signed with a certificate the master key did not "
-                 "approve; re-sign the whitelist on the stratum-0 ('cvmfs_server resign %s') if the "
-                 "certificate is legitimate"
-                 % (what, format_fingerprint(own), whitelist.name,
-                    ", ".join(format_fingerprint(f) for f in whitelist.fingerprints) or "no fingerprint",
-                    whitelist.name))
+                      "lists %s: the manifest was signed with a certificate the master key did not "
+                      "approve; re-sign the whitelist on the stratum-0 ('cvmfs_server resign %s') if the "
+                      "certificate is legitimate"
+                      % (what, format_fingerprint(own), whitelist.name,
+                         ", ".join(format_fingerprint(f) for f in whitelist.fingerprints) or "no fingerprint",
+                         whitelist.name))

@@ -73,7 +73,7 @@ def parse_snapshot_time(text, what=LAST_SNAPSHOT):
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise cvmfs_error("malformed", "%s is not text: expected a UTC date such as "
-                         "'Mon Nov 23 11:20:05 UTC 2026'" % what)
+                              "'Mon Nov 23 11:20:05 UTC 2026'" % what)
     text = text.strip()
     match = _DATE_RE.match(text)
     if match:
@@ -90,4 +90,4 @@ def parse_snapshot_time(text, what=LAST_SNAPSHOT):
         except ValueError:
             pass
     raise cvmfs_error("malformed", "%s holds %r, which is not a UTC date such as "
-                 "'Mon Nov 23 11:20:05 UTC 2026' (as written by 'date --utc')" % (what, text[:80]))
+                      "'Mon Nov 23 11:20:05 UTC 2026' (as written by 'date --utc')" % (what, text[:80]))

@@ -33,9 +33,8 @@ __metaclass__ = type
 import argparse
 import datetime
 import os
-import sys
 
-from ._common import CvmfsError
+from ._common import CvmfsError, say
 from ._cvmfs_signed import load_public_keys, parse_whitelist, read_public_key_sources, verify_whitelist
 from ._http_get import HttpFetcher
 
@@ -43,13 +42,6 @@ EXIT_OK = 0
 EXIT_EXPIRING = 1
 EXIT_UNREADABLE = 2
 KEYS_DIR = "/etc/cvmfs/keys"
-
-
-def _say(priority, message, stream=None):
-    stream = stream or (sys.stderr if priority <= 3 else sys.stdout)
-    prefix = "<%d>" % priority if os.environ.get("JOURNAL_STREAM") else ""
-    stream.write("%s%s\n" % (prefix, message))
-    stream.flush()
 
 
 def read_whitelist(path=None, url=None, timeout=20):
@@ -104,19 +96,19 @@ def main(argv=None):
     try:
         data = read_whitelist(args.file, args.url)
     except Exception as error:  # pylint: disable=broad-except
-        _say(3, "cannot read the whitelist of %s from %s: %s" % (args.name, args.file or args.url, error))
+        say(3, "cannot read the whitelist of %s from %s: %s" % (args.name, args.file or args.url, error))
         return EXIT_UNREADABLE
     try:
         sources = args.public_key or [os.path.join(KEYS_DIR, args.name + ".pub")]
         public_keys = load_public_keys(read_public_key_sources(sources), "master public key")
     except CvmfsError as error:
-        _say(3, "cannot check the whitelist of %s: %s" % (args.name, error.message))
+        say(3, "cannot check the whitelist of %s: %s" % (args.name, error.message))
         return EXIT_UNREADABLE
     now = None
     if args.now:
         now = datetime.datetime.strptime(args.now, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
     status, message = check(data, args.name, args.alert_days, public_keys, now)
-    _say(6 if status == EXIT_OK else 3, message)
+    say(6 if status == EXIT_OK else 3, message)
     return status
 
 

@@ -1,11 +1,6 @@
-"""_cvmfs_format on the bytes of a real CernVM-FS 2.12 repository and on tampered copies of it.
-
-Tests of what real CernVM-FS wrote and signed read the committed fixture untouched (``pristine_repo``,
-checked with its own ``.pub``); tests that sign variants use a copy re-keyed at test time
-(``cvmfs_repo``: fresh master and repository keys, see tests/support/cvmfs_repo.py). Expected values
-come from the fixture's own files, never from the code under test. "now" is always passed
-explicitly: the fixture's whitelist has a fixed expiry.
-"""
+"""_cvmfs_format: the whole client-side check of a repository (inspect_repository), on the real
+CernVM-FS 2.12 fixture repository read from the file system, on re-keyed copies and on damaged ones.
+"now" is always passed explicitly: the fixture's whitelist has a fixed expiry."""
 
 import datetime
 import json

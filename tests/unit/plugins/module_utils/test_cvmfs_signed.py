@@ -114,7 +114,7 @@ def _verified_manifest(cvmfs_repo, data):
     manifest = signed.parse_manifest(data)
     x_hash = cvmfs_repo.manifest_lines["X"]
     certificate = signed.load_certificate_object(cvmfs_repo.read(cvmfs_repo.stratum0, hashes.object_path(x_hash, "X")),
-                                              x_hash)
+                                                 x_hash)
     signed.verify_manifest(manifest, certificate)
     return manifest
 
