@@ -37,6 +37,10 @@ class TestBashConfig:
         assert state.parse_bash_config(text) == {
             "A": "3", "B": "two words", "C": 'x "y" $Z', "D": "", "E": "", "F": "a=b"}
 
+    def test_hash_starts_a_comment_only_at_a_word_start(self):
+        text = "A=b#c\nB=1 # it's a comment, with an odd quote\nC='x # y'\n"
+        assert state.parse_bash_config(text) == {"A": "b#c", "B": "1", "C": "x # y"}
+
     def test_unbalanced_quote_line_is_skipped(self):
         assert state.parse_bash_config("A='open\nB=2\n") == {"B": "2"}
 

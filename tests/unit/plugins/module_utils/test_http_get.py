@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_state as cvmfs_state
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _http_get as http_get
 from tests.support.cvmfs_repo import (  # pylint: disable=unused-import
     write,
@@ -134,3 +135,22 @@ def test_fetcher_https_with_ca_file(https_server):
     with fails("http_error", "CERTIFICATE_VERIFY_FAILED"):
         http_get.HttpFetcher(proxy="DIRECT", retries=0).get(url + "/f")
     assert http_get.HttpFetcher(proxy="DIRECT", validate_certs=False, retries=0).get(url + "/f") == b"secure"
+
+
+def test_file_urls_answer_a_missing_file_like_a_404(tmp_path):
+    (tmp_path / "present").write_bytes(b"here")
+    fetcher = http_get.HttpFetcher(proxy="DIRECT", retries=0)
+    assert fetcher.get("file://%s/present" % tmp_path) == b"here"
+    assert fetcher.get("file://%s/absent" % tmp_path, missing_ok=True) is None
+    with fails("http_error", "GET file://%s/absent failed" % tmp_path) as info:
+        fetcher.get("file://%s/absent" % tmp_path)
+    assert info.value.extra["status"] == 404
+
+
+def test_state_read_url_is_none_only_for_a_missing_object(http_server, tmp_path):
+    _server, url = http_server
+    _Handler.responses_by_path["/broken"] = [(500, b"oops")]
+    assert cvmfs_state.read_url(url + "/absent") is None
+    assert cvmfs_state.read_url("file://%s/absent" % tmp_path) is None
+    with pytest.raises(IOError, match="GET %s/broken failed: HTTP 500" % url):
+        cvmfs_state.read_url(url + "/broken")
