@@ -78,7 +78,8 @@ class LookupModule(VaultLookupBase):
         return [Layout(repo, self.get_option("layout"), self.get_option("path_prefix"),
                        self.get_option("paths"), self.get_option("fields")) for repo in terms]
 
-    def read_term(self, client, layout):
+    def read_term(self, client, term):
+        layout = term
         path, field = layout.path("pub"), layout.field("pub")
         data, _version = client.read(path)
         where = "field %s of the Vault secret %s/%s" % (field, client.mount, path)

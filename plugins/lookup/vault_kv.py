@@ -70,7 +70,8 @@ class LookupModule(VaultLookupBase):
     def prepare(self, terms):
         return [str(path).strip("/") for path in terms]
 
-    def read_term(self, client, path):
+    def read_term(self, client, term):
+        path = term
         data, _version = client.read(path)
         if data is None:
             raise CvmfsError("no secret at %s/%s (API path %s); write it first or fix the path"

@@ -36,7 +36,8 @@ class VaultLookupBase(LookupBase):
     def prepare(self, terms):
         return terms
 
-    def read_term(self, client, item):
+    def read_term(self, client, term):
+        """What the lookup returns for one ``term`` (an item of what :meth:`prepare` returned)."""
         raise NotImplementedError
 
     def run(self, terms, variables=None, **kwargs):
@@ -47,6 +48,6 @@ class VaultLookupBase(LookupBase):
             items = self.prepare(terms)
             client = VaultClient(options, warn=display.warning)
             client.connect()
-            return [self.read_term(client, item) for item in items]
+            return [self.read_term(client, term) for term in items]
         except CvmfsError as error:
             raise AnsibleError("%s: %s" % (self.lookup_name, error.message))

@@ -3,8 +3,6 @@
 import hashlib
 import zlib
 
-import pytest
-
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_catalog as cvmfs_catalog
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_hashes as hashes
 from tests.support.cvmfs_repo import (  # pylint: disable=unused-import

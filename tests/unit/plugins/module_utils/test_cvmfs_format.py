@@ -6,8 +6,6 @@ import datetime
 import json
 import os
 
-import pytest
-
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_format as fmt
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_time as cvtime
 from tests.support.cvmfs_repo import (  # pylint: disable=unused-import

@@ -3,7 +3,6 @@
 import datetime
 import http.server
 import socket
-import ssl
 import threading
 
 import pytest
