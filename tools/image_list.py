@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from plugins.module_utils._common import CvmfsError  # noqa: E402  pylint: disable=wrong-import-position
-from plugins.module_utils import _images  # noqa: E402  pylint: disable=wrong-import-position
+from plugins.module_utils import _image_list, _image_signature  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _passphrase(args):
@@ -47,18 +47,18 @@ def _write(path, data, mode):
 
 
 def keygen(args):
-    private_pem, public_pem = _images.generate_key(_passphrase(args))
+    private_pem, public_pem = _image_signature.generate_key(_passphrase(args))
     _write(args.private, private_pem, 0o600)
     _write(args.public, public_pem, 0o644)
     print("wrote %s (keep it secret) and %s; fingerprint %s"
-          % (args.private, args.public, _images.public_key_fingerprint(public_pem)))
+          % (args.private, args.public, _image_signature.public_key_fingerprint(public_pem)))
 
 
 def describe(args):
     import yaml
 
-    entry = _images.describe_file(args.file, args.name, args.version, url=args.url, cvmfs_path=args.cvmfs_path,
-                                  disk_format=args.disk_format, container_format=args.container_format)
+    entry = _image_list.describe_file(args.file, args.name, args.version, url=args.url, cvmfs_path=args.cvmfs_path,
+                                      disk_format=args.disk_format, container_format=args.container_format)
     sys.stdout.write(yaml.safe_dump([entry], sort_keys=False, default_flow_style=False))
 
 
@@ -72,9 +72,9 @@ def sign(args):
         endorser = None
     if not endorser:
         raise CvmfsError("%s has no endorser key; it is not an image list" % args.list)
-    parsed = _images.parse_image_list(data, endorser)  # refuse to sign what sites would refuse to read
-    signature = _images.sign(data, _read(args.key), _passphrase(args))
-    target = args.signature or args.list + _images.SIGNATURE_SUFFIX
+    parsed = _image_list.parse_image_list(data, endorser)  # refuse to sign what sites would refuse to read
+    signature = _image_signature.sign(data, _read(args.key), _passphrase(args))
+    target = args.signature or args.list + _image_signature.SIGNATURE_SUFFIX
     if os.path.exists(target):
         os.unlink(target)
     _write(target, signature, 0o644)
@@ -83,15 +83,15 @@ def sign(args):
 
 
 def verify(args):
-    signature = args.signature or args.list + _images.SIGNATURE_SUFFIX
-    parsed = _images.load_verified_list(args.list, signature, args.public_key, args.endorser)
+    signature = args.signature or args.list + _image_signature.SIGNATURE_SUFFIX
+    parsed = _image_list.load_verified_list(args.list, signature, args.public_key, args.endorser)
     print("OK: %s is signed by %s (key %s), %d images, issued %s, expires %s"
-          % (args.list, args.endorser, _images.public_key_fingerprint(_read(args.public_key)), len(parsed.images),
+          % (args.list, args.endorser, _image_signature.public_key_fingerprint(_read(args.public_key)), len(parsed.images),
              parsed.issued.isoformat(), parsed.expires.isoformat()))
 
 
 def fingerprint(args):
-    print(_images.public_key_fingerprint(_read(args.public_key)))
+    print(_image_signature.public_key_fingerprint(_read(args.public_key)))
 
 
 def main(argv=None):

@@ -3,7 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Connection and auth options of every plugin that talks to Vault / OpenBao.
 
-Internal to sharedsw.cvmfs; may change in any release. Matches ARGSPEC in module_utils/_vault.py.
+Internal to sharedsw.cvmfs; may change in any release. Matches ARGSPEC in module_utils/_vault.py;
+``key_layout`` (where repository keys live in the KV mount) matches LAYOUT_ARGSPEC in
+module_utils/_cvmfs_keys.py.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -104,4 +106,67 @@ attributes:
     support: full
     membership:
       - sharedsw.cvmfs.vault
+"""
+
+    KEY_LAYOUT = r"""
+options:
+  fields:
+    description:
+      - Field name of each kind inside its secret, overriding the defaults of O(layout).
+      - Defaults for O(layout=per_kind) are the kind names. Defaults for O(layout=single_path) are
+        C(masterKey), C(repositoryKey), C(certificateKey), C(publicKey) and C(gatewayKey).
+    type: dict
+    suboptions:
+      crt:
+        description: Field of the certificate.
+        type: str
+      gw:
+        description: Field of the gateway key.
+        type: str
+      key:
+        description: Field of the repository key.
+        type: str
+      masterkey:
+        description: Field of the masterkey.
+        type: str
+      pub:
+        description: Field of the public key.
+        type: str
+  layout:
+    description:
+      - V(per_kind) keeps each kind at its own path (see the description), which lets a policy give
+        a publisher the public and gateway paths and nothing else.
+      - V(single_path) keeps all kinds in one secret at C(<prefix>/<repo>), as some sites already do
+        (INFN-style field names, see O(fields)). A policy cannot keep the masterkey from any host that
+        may read that secret, publishers included; prefer V(per_kind) for new sites.
+    type: str
+    choices: [per_kind, single_path]
+    default: per_kind
+  path_prefix:
+    description:
+      - Value of C({prefix}) in the path templates.
+    type: str
+    default: cvmfs
+  paths:
+    description:
+      - Path template of each kind inside the KV mount, overriding the defaults of O(layout).
+        C({prefix}) is O(path_prefix), C({repo}) is the repository name.
+      - Kinds may share a path when their fields differ.
+    type: dict
+    suboptions:
+      crt:
+        description: Path of the certificate.
+        type: str
+      gw:
+        description: Path of the gateway key.
+        type: str
+      key:
+        description: Path of the repository key.
+        type: str
+      masterkey:
+        description: Path of the masterkey.
+        type: str
+      pub:
+        description: Path of the public key.
+        type: str
 """

@@ -16,12 +16,9 @@ description:
   - Checks the catalogue like P(sharedsw.cvmfs.repository_catalogue#filter) and returns one job per
     repository that lists O(host) among its publishers, with the publisher's overrides applied
     (source bucket and prefix, schedule, owner) and the lease path worked out.
+extends_documentation_fragment:
+  - sharedsw.cvmfs._catalogue
 options:
-  _input:
-    description: The catalogue, a list of repository entries.
-    type: list
-    elements: dict
-    required: true
   host:
     description: Inventory host name of the publisher.
     type: str

@@ -19,12 +19,8 @@ description:
   - Fails with a message naming the entry and the field when an entry is wrong, e.g. a missing
     O(_input[].stratum0), overlapping publisher paths, or S3 storage without credentials.
   - The schema is documented in C(docs/repositories.md) of the collection.
-options:
-  _input:
-    description: The catalogue, a list of repository entries.
-    type: list
-    elements: dict
-    required: true
+extends_documentation_fragment:
+  - sharedsw.cvmfs._catalogue
 """
 
 EXAMPLES = r"""

@@ -21,33 +21,16 @@ description:
   - The value is checked to be a PEM RSA public key before it is returned.
 extends_documentation_fragment:
   - sharedsw.cvmfs._vault
+  - sharedsw.cvmfs._vault.key_layout
 options:
   _terms:
     description: Fully qualified repository names.
     type: list
     elements: str
     required: true
-  fields:
-    description:
-      - Field names per kind, as in M(sharedsw.cvmfs.keys); only C(pub) is used.
-    type: dict
-  layout:
-    description:
-      - V(per_kind) or V(single_path), as in M(sharedsw.cvmfs.keys).
-    type: str
-    choices: [per_kind, single_path]
-    default: per_kind
-  path_prefix:
-    description:
-      - Value of C({prefix}) in the path templates.
-    type: str
-    default: cvmfs
-  paths:
-    description:
-      - Path templates per kind, as in M(sharedsw.cvmfs.keys); only C(pub) is used.
-    type: dict
 notes:
   - One login per lookup call, however many repositories are named.
+  - The key options are those of M(sharedsw.cvmfs.keys); of O(paths) and O(fields) only the C(pub) entry is used.
 seealso:
   - module: sharedsw.cvmfs.keys
 """
@@ -75,42 +58,33 @@ _raw:
 """
 
 from ansible.errors import AnsibleError
-from ansible.plugins.lookup import LookupBase
-from ansible.utils.display import Display
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_keys import (
-    CRYPTOGRAPHY_IMP_ERR, HAS_CRYPTOGRAPHY, Layout, load)
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._vault import ARGSPEC, HAS_HVAC, VaultClient
-
-display = Display()
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._crypto import CRYPTOGRAPHY_IMP_ERR, HAS_CRYPTOGRAPHY
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_keys import Layout, load
+from ansible_collections.sharedsw.cvmfs.plugins.plugin_utils._vault_lookup import VaultLookupBase
 
 
-class LookupModule(LookupBase):
+class LookupModule(VaultLookupBase):
+    lookup_name = "sharedsw.cvmfs.repo_public_key"
 
-    def run(self, terms, variables=None, **kwargs):
-        if not HAS_HVAC:
-            raise AnsibleError("the lookup sharedsw.cvmfs.repo_public_key needs the Python library hvac on the controller")
+    def check_libraries(self):
+        super(LookupModule, self).check_libraries()
         if not HAS_CRYPTOGRAPHY:
-            raise AnsibleError("the lookup sharedsw.cvmfs.repo_public_key needs the Python library cryptography: %s"
-                               % CRYPTOGRAPHY_IMP_ERR)
-        self.set_options(var_options=variables, direct=kwargs)
-        options = dict((name, self.get_option(name)) for name in ARGSPEC)
-        try:
-            layouts = [Layout(repo, self.get_option("layout"), self.get_option("path_prefix"),
-                              self.get_option("paths"), self.get_option("fields")) for repo in terms]
-            client = VaultClient(options, warn=display.warning)
-            client.connect()
-            result = []
-            for layout in layouts:
-                path, field = layout.path("pub"), layout.field("pub")
-                data, _version = client.read(path)
-                where = "field %s of the Vault secret %s/%s" % (field, client.mount, path)
-                if data is None or field not in data:
-                    raise CvmfsError("no public key of %s: %s does not exist; store the keys from the stratum-0 "
-                                     "(sharedsw.cvmfs.keys state=stored) or check paths and fields" % (layout.repo, where))
-                load("pub", data[field], where)
-                result.append(data[field])
-        except CvmfsError as error:
-            raise AnsibleError("sharedsw.cvmfs.repo_public_key: %s" % error.message)
-        return result
+            raise AnsibleError("the lookup %s needs the Python library cryptography: %s"
+                               % (self.lookup_name, CRYPTOGRAPHY_IMP_ERR))
+
+    def prepare(self, terms):
+        return [Layout(repo, self.get_option("layout"), self.get_option("path_prefix"),
+                       self.get_option("paths"), self.get_option("fields")) for repo in terms]
+
+    def read_term(self, client, term):
+        layout = term
+        path, field = layout.path("pub"), layout.field("pub")
+        data, _version = client.read(path)
+        where = "field %s of the Vault secret %s/%s" % (field, client.mount, path)
+        if data is None or field not in data:
+            raise CvmfsError("no public key of %s: %s does not exist; store the keys from the stratum-0 "
+                             "(sharedsw.cvmfs.keys state=stored) or check paths and fields" % (layout.repo, where))
+        load("pub", data[field], where)
+        return data[field]

@@ -60,39 +60,24 @@ _raw:
   elements: dict
 """
 
-from ansible.errors import AnsibleError
-from ansible.plugins.lookup import LookupBase
-from ansible.utils.display import Display
-
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._vault import ARGSPEC, HAS_HVAC, VaultClient
-
-display = Display()
+from ansible_collections.sharedsw.cvmfs.plugins.plugin_utils._vault_lookup import VaultLookupBase
 
 
-class LookupModule(LookupBase):
+class LookupModule(VaultLookupBase):
+    lookup_name = "sharedsw.cvmfs.vault_kv"
 
-    def run(self, terms, variables=None, **kwargs):
-        if not HAS_HVAC:
-            raise AnsibleError("the lookup sharedsw.cvmfs.vault_kv needs the Python library hvac on the controller")
-        self.set_options(var_options=variables, direct=kwargs)
-        options = dict((name, self.get_option(name)) for name in ARGSPEC)
-        fields = self.get_option("fields") or []
-        try:
-            client = VaultClient(options, warn=display.warning)
-            client.connect()
-            result = []
-            for path in terms:
-                path = str(path).strip("/")
-                data, _version = client.read(path)
-                if data is None:
-                    raise CvmfsError("no secret at %s/%s (API path %s); write it first or fix the path"
-                                     % (client.mount, path, client.api_path(path)))
-                missing = [field for field in fields if field not in data]
-                if missing:
-                    raise CvmfsError("the secret %s/%s lacks the field(s) %s (it has %s)"
-                                     % (client.mount, path, ", ".join(missing), ", ".join(sorted(data)) or "none"))
-                result.append(data)
-        except CvmfsError as error:
-            raise AnsibleError("sharedsw.cvmfs.vault_kv: %s" % error.message)
-        return result
+    def prepare(self, terms):
+        return [str(path).strip("/") for path in terms]
+
+    def read_term(self, client, term):
+        path = term
+        data, _version = client.read(path)
+        if data is None:
+            raise CvmfsError("no secret at %s/%s (API path %s); write it first or fix the path"
+                             % (client.mount, path, client.api_path(path)))
+        missing = [field for field in self.get_option("fields") or [] if field not in data]
+        if missing:
+            raise CvmfsError("the secret %s/%s lacks the field(s) %s (it has %s)"
+                             % (client.mount, path, ", ".join(missing), ", ".join(sorted(data)) or "none"))
+        return data

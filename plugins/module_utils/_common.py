@@ -12,7 +12,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import functools
+import os
 import random
+import sys
 import time
 
 
@@ -60,3 +62,12 @@ class Retry:
             return wrapper
 
         return decorator
+
+
+def say(priority, message, stream=None):
+    """One line of a host program: errors (``priority`` <= 3) to stderr, the rest to stdout, with the
+    sd-daemon priority prefix (``<3>``, ``<6>``) when the output goes to the journal."""
+    stream = stream or (sys.stderr if priority <= 3 else sys.stdout)
+    prefix = "<%d>" % priority if os.environ.get("JOURNAL_STREAM") else ""
+    stream.write("%s%s\n" % (prefix, message))
+    stream.flush()

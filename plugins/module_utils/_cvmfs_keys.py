@@ -34,20 +34,9 @@ import re
 import stat
 import string
 import tempfile
-import traceback
-
-try:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMP_ERR = traceback.format_exc()
-else:
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMP_ERR = None
 
 from ._common import CvmfsError
+from ._crypto import hashes, require_cryptography, rsa, serialization, x509
 
 KINDS = ("masterkey", "key", "crt", "pub", "gw")
 PRIVATE_KINDS = frozenset(("masterkey", "key", "gw"))
@@ -57,6 +46,15 @@ PRIVATE_MODE = 0o400
 PUBLIC_MODE = 0o444
 
 LAYOUTS = ("per_kind", "single_path")
+# the options that say where the keys of a repository live in Vault (doc fragment _vault.key_layout);
+# their values are names of paths and fields, not key material
+_KIND_OPTIONS = dict((kind, dict(type="str", no_log=False)) for kind in KINDS)
+LAYOUT_ARGSPEC = dict(
+    fields=dict(type="dict", options=_KIND_OPTIONS),
+    layout=dict(type="str", default="per_kind", choices=list(LAYOUTS)),
+    path_prefix=dict(type="str", default="cvmfs"),
+    paths=dict(type="dict", options=_KIND_OPTIONS),
+)
 DEFAULT_PATHS = {
     "per_kind": {
         "masterkey": "{prefix}/{repo}/master",
@@ -177,12 +175,6 @@ class Layout:
 # Validation and fingerprints
 
 
-def _require_cryptography():
-    if not HAS_CRYPTOGRAPHY:
-        raise CvmfsError("the Python library cryptography is needed to validate CernVM-FS keys",
-                         cryptography_import_error=CRYPTOGRAPHY_IMP_ERR)
-
-
 def _as_text(data, source, kind):
     if isinstance(data, bytes):
         try:
@@ -229,7 +221,7 @@ def load(kind, data, source):
     text = _as_text(data, source, kind)
     if kind == "gw":
         return parse_gw(text, source)
-    _require_cryptography()
+    require_cryptography("to validate CernVM-FS keys")
     raw = text.encode("ascii")
     wrong = "%s is not a %s" % (source, describe(kind))
     try:
@@ -240,16 +232,16 @@ def load(kind, data, source):
                 raise CvmfsError("%s is an encrypted private key; CernVM-FS needs it unencrypted" % source) from None
             if not isinstance(obj, rsa.RSAPrivateKey):
                 raise CvmfsError("%s: found a private key, but not RSA (CernVM-FS signs with RSA)" % wrong)
-        elif kind == "pub":
+        elif kind in PUBLIC_KINDS:
             if "PRIVATE KEY" in text:
-                raise CvmfsError("%s: it holds a private key; a .pub file must hold only the public key" % wrong)
-            obj = serialization.load_pem_public_key(raw)
-            if not isinstance(obj, rsa.RSAPublicKey):
-                raise CvmfsError("%s: found a public key, but not RSA" % wrong)
-        elif kind == "crt":
-            if "PRIVATE KEY" in text:
-                raise CvmfsError("%s: it holds a private key; a .crt file must hold only the certificate" % wrong)
-            obj = x509.load_pem_x509_certificate(raw)
+                raise CvmfsError("%s: it holds a private key; a %s file must hold only the %s"
+                                 % (wrong, SUFFIXES[kind], "public key" if kind == "pub" else "certificate"))
+            if kind == "crt":
+                obj = x509.load_pem_x509_certificate(raw)
+            else:
+                obj = serialization.load_pem_public_key(raw)
+                if not isinstance(obj, rsa.RSAPublicKey):
+                    raise CvmfsError("%s: found a public key, but not RSA" % wrong)
         else:  # pragma: no cover - guarded by parse_kinds
             raise CvmfsError("unknown key kind %r" % kind)
     except CvmfsError:

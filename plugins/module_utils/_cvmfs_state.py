@@ -18,16 +18,23 @@ What the tool considers true is what this module reads (cvmfs-facts §1.20, §2)
 
 Every root (``/etc/cvmfs``, ``/var/spool/cvmfs``, ``/srv/cvmfs``, ``/proc/locks``) can be
 redirected with :class:`CvmfsPaths`, which is how tests point this code at a scratch tree.
+
+Owns the host-side state files and the bash ``KEY=VALUE`` config files (read and patched).
+Must not import Ansible (the publisher's programs use it) nor parse signed repository files:
+``.cvmfspublished`` and ``.cvmfswhitelist`` are ``_cvmfs_signed``'s; GETs are ``_http_get``'s.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
 import os
 import re
+import shlex
 import tempfile
+
+from ._common import CvmfsError
+from ._http_get import HttpFetcher
 
 DEFAULT_ETC_DIR = "/etc/cvmfs"
 DEFAULT_SPOOL_DIR = "/var/spool/cvmfs"
@@ -127,50 +134,18 @@ def parse_bash_config(text):
 
 
 def _bash_words(line):
-    """Split one line into words the way bash quotes them (no expansion); ``ValueError`` if unbalanced."""
+    """Split one line into words the way bash quotes them (``shlex``, no expansion); ``ValueError`` if unbalanced.
+
+    A ``#`` starts a comment only at the start of a word, as in bash (``A=b#c`` is one word).
+    """
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
     words = []
-    word = None
-    i = 0
-    n = len(line)
-    while i < n:
-        char = line[i]
-        if char in " \t":
-            if word is not None:
-                words.append(word)
-                word = None
-            i += 1
-            continue
-        if char == "#" and word is None:
+    while not line[lexer.instream.tell():].lstrip(" \t").startswith("#"):
+        word = lexer.get_token()
+        if word is None:
             break
-        word = word or ""
-        if char == "\\":
-            word += line[i + 1:i + 2]
-            i += 2
-        elif char == "'":
-            end = line.find("'", i + 1)
-            if end < 0:
-                raise ValueError("unbalanced single quote")
-            word += line[i + 1:end]
-            i = end + 1
-        elif char == '"':
-            i += 1
-            while True:
-                if i >= n:
-                    raise ValueError("unbalanced double quote")
-                char = line[i]
-                if char == '"':
-                    i += 1
-                    break
-                if char == "\\" and line[i + 1:i + 2] in ('"', "\\", "$", "`"):
-                    word += line[i + 1]
-                    i += 2
-                    continue
-                word += char
-                i += 1
-        else:
-            word += char
-            i += 1
-    if word is not None:
         words.append(word)
     return words
 
@@ -204,11 +179,17 @@ def read_config(path):
 
 
 def quote_value(value):
-    """Quote ``value`` so bash assigns it back unchanged."""
+    """Quote ``value`` so bash (and :func:`parse_bash_config`) assigns it back unchanged.
+
+    Double quotes for text with spaces; single quotes (``shlex.quote``) for text with ``$`` or a
+    backtick, which double quotes would expand.
+    """
     value = "" if value is None else str(value)
     if _SAFE_VALUE_RE.match(value):
         return value
-    escaped = re.sub(r'(["\\$`])', r"\\\1", value)
+    if "$" in value or "`" in value:
+        return shlex.quote(value)
+    escaped = re.sub(r'(["\\])', r"\\\1", value)
     return '"%s"' % escaped
 
 
@@ -378,47 +359,12 @@ def public_key_text(name, paths=None, keys_dir=None):
 
 # --------------------------------------------------------------------------- local storage
 
-def signed_header(data):
-    """The ``KEY -> value`` lines of a signed cvmfs text object before its ``--`` line.
-
-    Works for ``.cvmfspublished`` (one letter keys) and ``.cvmfswhitelist`` (first line is the
-    creation time, stored under ``""``). No signature check: see ``_cvmfs_format`` for that.
-    """
-    if isinstance(data, bytes):
-        data = data.decode("latin-1")
-    fields = {}
-    for index, line in enumerate(data.split("\n")):
-        if line == "--":
-            break
-        if not line:
-            continue
-        if index == 0 and line.isdigit():
-            fields[""] = line
-            continue
-        fields.setdefault(line[0], line[1:])
-    return fields
-
-
-def parse_whitelist_expiry(data):
-    """UTC ``datetime`` of the ``E`` line of a whitelist, or ``None``."""
-    value = signed_header(data).get("E", "")
-    if not re.match(r"^[0-9]{14}$", value):
-        return None
-    return datetime.datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=_UTC)
-
-
 def _read_bytes(path):
     try:
         with open(path, "rb") as handle:
             return handle.read()
     except (IOError, OSError):
         return None
-
-
-def local_manifest(name, paths=None, storage_dir=None):
-    """Header fields of ``<srv>/<name>/.cvmfspublished`` (local storage), or ``None``."""
-    data = _read_bytes(os.path.join(storage_dir or _paths(paths).storage(name), ".cvmfspublished"))
-    return None if data is None else signed_header(data)
 
 
 def read_storage_object(repo_state, filename, paths=None, timeout=10):
@@ -435,55 +381,18 @@ def read_storage_object(repo_state, filename, paths=None, timeout=10):
     base = repo_state.get("stratum1_url") if repo_state.get("type") == "stratum1" else repo_state.get("stratum0_url")
     if not base:
         return None
-    return fetch_url(base.rstrip("/") + "/" + filename, timeout=timeout)
+    return read_url(base.rstrip("/") + "/" + filename, timeout=timeout)
 
 
-def fetch_url(url, timeout=10):
-    """GET ``url`` (http, https or file); ``None`` on 404 / missing file."""
-    from urllib import request as urlrequest  # pylint: disable=import-outside-toplevel
-    from urllib.error import HTTPError, URLError  # pylint: disable=import-outside-toplevel
-    req = urlrequest.Request(url, headers={"Cache-Control": "max-age=0"})
+def read_url(url, timeout=10):
+    """GET ``url`` (http, https or file); ``None`` on 404 / missing file, ``IOError`` on other failures."""
+    fetcher = HttpFetcher(timeout=timeout, retries=0, user_agent="sharedsw.cvmfs")
     try:
-        response = urlrequest.build_opener().open(req, timeout=timeout)
-        try:
-            return response.read()
-        finally:
-            response.close()
-    except HTTPError as error:
-        if error.code == 404:
+        return fetcher.get(url)
+    except CvmfsError as error:
+        if error.extra.get("status") == 404:
             return None
-        raise IOError("GET %s: HTTP %s" % (url, error.code))
-    except URLError as error:
-        if url.startswith("file:") and isinstance(error.reason, (IOError, OSError)):
-            return None
-        raise IOError("GET %s: %s" % (url, error.reason))
-
-
-def local_revision(name, paths=None, storage_dir=None):
-    manifest = local_manifest(name, paths, storage_dir)
-    try:
-        return int(manifest["S"])
-    except (TypeError, KeyError, ValueError):
-        return None
-
-
-def local_whitelist_expiry(name, paths=None, storage_dir=None):
-    data = _read_bytes(os.path.join(storage_dir or _paths(paths).storage(name), ".cvmfswhitelist"))
-    return None if data is None else parse_whitelist_expiry(data)
-
-
-class _Utc(datetime.tzinfo):
-    def utcoffset(self, dt):
-        return datetime.timedelta(0)
-
-    def tzname(self, dt):
-        return "UTC"
-
-    def dst(self, dt):
-        return datetime.timedelta(0)
-
-
-_UTC = _Utc()
+        raise IOError(error.message)
 
 
 def write_file_atomic(path, data, mode=None, uid=None, gid=None):

@@ -30,7 +30,8 @@ from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server impor
     RepositoryMissing, add_run_results, host_paths, host_server)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
     ensure_file, is_valid_repo_name, read_storage_object, read_text, redact_config_text, render_s3_config,
-    repository_state, signed_header, update_config_text, write_file_atomic)
+    repository_state, update_config_text, write_file_atomic)
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_signed import manifest_revision
 
 
 class CvmfsModule:
@@ -206,5 +207,4 @@ class CvmfsServerModule(CvmfsModule):
 
 def revision_of(data):
     """The revision (``S`` line) of a ``.cvmfspublished`` object, or ``None``."""
-    value = signed_header(data).get("S") if data else None
-    return int(value) if value and value.isdigit() else None
+    return manifest_revision(data) if data else None

@@ -30,28 +30,17 @@ __metaclass__ = type
 
 import argparse
 import datetime
-import os
-import sys
 
-from ._common import CvmfsError
-from ._cvmfs_format import MANIFEST, HttpFetcher, join_url, parse_manifest
+from ._common import CvmfsError, say
+from ._cvmfs_format import join_url
+from ._cvmfs_signed import MANIFEST, parse_manifest
+from ._http_get import HttpFetcher
 
 EXIT_OK = 0
 EXIT_LAGGING = 1
 EXIT_UNREADABLE = 2
 
 HINT = "snapshots are not keeping up (journalctl -u sharedsw-cvmfs-snapshot.service; /var/log/cvmfs/snapshots.log)"
-
-
-def _say(priority, message, stream=None):
-    stream = stream or (sys.stderr if priority <= 3 else sys.stdout)
-    prefix = "<%d>" % priority if os.environ.get("JOURNAL_STREAM") else ""
-    stream.write("%s%s\n" % (prefix, message))
-    stream.flush()
-
-
-def _utc():
-    return datetime.timezone.utc
 
 
 def read_manifest(fetcher, base_url, label):
@@ -64,7 +53,7 @@ def read_manifest(fetcher, base_url, label):
 
 
 def _stamp(epoch):
-    return datetime.datetime.fromtimestamp(epoch, tz=_utc()).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def compare(name, replica, stratum0, max_revisions, max_seconds, now):
@@ -99,7 +88,7 @@ def compare(name, replica, stratum0, max_revisions, max_seconds, now):
 
 def check(name, replica_url, stratum0_url, max_revisions, max_seconds, now=None, fetcher=None):
     """Read both manifests and compare them; ``(exit_status, message)``."""
-    now = now if now is not None else datetime.datetime.now(tz=_utc()).timestamp()
+    now = now if now is not None else datetime.datetime.now(tz=datetime.timezone.utc).timestamp()
     fetcher = fetcher or HttpFetcher(proxy="DIRECT", timeout=20, retries=2)
     try:
         replica = read_manifest(fetcher, replica_url, "replica")
@@ -123,10 +112,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     now = None
     if args.now:
-        now = datetime.datetime.strptime(args.now, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=_utc()).timestamp()
+        now = datetime.datetime.strptime(args.now, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp()
     fetcher = HttpFetcher(proxy=args.proxy, timeout=20, retries=2)
     status, message = check(args.name, args.replica, args.stratum0, args.max_revisions, args.max_seconds, now, fetcher)
-    _say(6 if status == EXIT_OK else 3, message)
+    say(6 if status == EXIT_OK else 3, message)
     return status
 
 

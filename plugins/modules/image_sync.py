@@ -223,20 +223,11 @@ import datetime
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._images import (
-    CRYPTOGRAPHY_IMP_ERR,
-    HAS_CRYPTOGRAPHY,
-    HAS_REQUESTS,
-    HAS_YAML,
-    REQUESTS_IMP_ERR,
-    SIGNATURE_SUFFIX,
-    YAML_IMP_ERR,
-    GlanceImages,
-    fetch_verified,
-    glance_name,
-    load_verified_list,
-    select,
-)
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._crypto import CRYPTOGRAPHY_IMP_ERR, HAS_CRYPTOGRAPHY
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._image_fetch import HAS_REQUESTS, REQUESTS_IMP_ERR, fetch_verified
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._image_glance import GlanceImages, glance_name
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._image_list import HAS_YAML, YAML_IMP_ERR, load_verified_list, select
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._image_signature import SIGNATURE_SUFFIX
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsModule
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._openstack import (
     ARGSPEC,

@@ -38,6 +38,7 @@ description:
   - See the collection document C(docs/vault-policies.md) for example policies per node type.
 extends_documentation_fragment:
   - sharedsw.cvmfs._vault
+  - sharedsw.cvmfs._vault.key_layout
   - sharedsw.cvmfs._vault.action_group
 options:
   allow_masterkey:
@@ -46,28 +47,6 @@ options:
       - The masterkey belongs on the stratum-0 and in Vault only; set this only to re-create a stratum-0.
     type: bool
     default: false
-  fields:
-    description:
-      - Field name of each kind inside its secret, overriding the defaults of O(layout).
-      - Defaults for O(layout=per_kind) are the kind names. Defaults for O(layout=single_path) are
-        C(masterKey), C(repositoryKey), C(certificateKey), C(publicKey) and C(gatewayKey).
-    type: dict
-    suboptions:
-      crt:
-        description: Field of the certificate.
-        type: str
-      gw:
-        description: Field of the gateway key.
-        type: str
-      key:
-        description: Field of the repository key.
-        type: str
-      masterkey:
-        description: Field of the masterkey.
-        type: str
-      pub:
-        description: Field of the public key.
-        type: str
   group:
     description:
       - Group owning the files written by O(state=present), by name or number.
@@ -88,16 +67,6 @@ options:
     type: list
     elements: str
     choices: [crt, gw, key, masterkey, pub]
-  layout:
-    description:
-      - V(per_kind) keeps each kind at its own path (see the description), which lets a policy give
-        a publisher the public and gateway paths and nothing else.
-      - V(single_path) keeps all kinds in one secret at C(<prefix>/<repo>), as some sites already do
-        (INFN-style field names, see O(fields)). A policy cannot keep the masterkey from any host that
-        may read that secret, publishers included; prefer V(per_kind) for new sites.
-    type: str
-    choices: [per_kind, single_path]
-    default: per_kind
   name:
     description:
       - Fully qualified repository name, for example C(software.example.org).
@@ -108,33 +77,6 @@ options:
       - User owning the files written by O(state=present), by name or number (the repository owner).
       - If unset, new files are owned by the user running the module, and existing files keep their owner.
     type: str
-  path_prefix:
-    description:
-      - Value of C({prefix}) in the path templates.
-    type: str
-    default: cvmfs
-  paths:
-    description:
-      - Path template of each kind inside the KV mount, overriding the defaults of O(layout).
-        C({prefix}) is O(path_prefix), C({repo}) is O(name).
-      - Kinds may share a path when their fields differ.
-    type: dict
-    suboptions:
-      crt:
-        description: Path of the certificate.
-        type: str
-      gw:
-        description: Path of the gateway key.
-        type: str
-      key:
-        description: Path of the repository key.
-        type: str
-      masterkey:
-        description: Path of the masterkey.
-        type: str
-      pub:
-        description: Path of the public key.
-        type: str
   remove_files:
     description:
       - With O(state=absent), also delete the local key files of O(kinds) from O(keys_dir).
@@ -302,30 +244,25 @@ import pwd
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._crypto import CRYPTOGRAPHY_IMP_ERR, HAS_CRYPTOGRAPHY
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_keys import (
-    CRYPTOGRAPHY_IMP_ERR, HAS_CRYPTOGRAPHY, KINDS, Layout, check_pairs, file_name, file_state,
-    fingerprint, load, mode_for, parse_kinds, write_atomic)
+    KINDS, LAYOUT_ARGSPEC, Layout, check_pairs, file_name, file_state, fingerprint, load, mode_for, parse_kinds,
+    write_atomic)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsModule
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._vault import (
     ARGSPEC, HAS_HVAC, HVAC_IMP_ERR, VaultClient)
-
-# names of paths/fields, not key material
-_KIND_OPTIONS = dict((kind, dict(type="str", no_log=False)) for kind in KINDS)
 
 
 class KeysModule(CvmfsModule):
     argument_spec = dict(
         ARGSPEC,
+        **LAYOUT_ARGSPEC,
         allow_masterkey=dict(type="bool", default=False),
-        fields=dict(type="dict", options=_KIND_OPTIONS),
         group=dict(type="str"),
         keys_dir=dict(type="path", default="/etc/cvmfs/keys"),
         kinds=dict(type="list", elements="str", choices=list(sorted(KINDS))),
-        layout=dict(type="str", default="per_kind", choices=["per_kind", "single_path"]),
         name=dict(type="str", required=True),
         owner=dict(type="str"),
-        path_prefix=dict(type="str", default="cvmfs"),
-        paths=dict(type="dict", options=_KIND_OPTIONS),
         remove_files=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["absent", "present", "stored"]),
     )

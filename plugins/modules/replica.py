@@ -205,7 +205,7 @@ from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import Cvmf
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
     S3_ARGUMENT_SPEC, ReplicaExists)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
-    conf_value, fetch_url, read_storage_object, repository_state)
+    conf_value, read_storage_object, read_url, repository_state)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsServerModule, revision_of
 
 
@@ -338,7 +338,7 @@ class ReplicaModule(CvmfsServerModule):
         if not url:
             return None
         try:
-            data = fetch_url(url.rstrip("/") + "/.cvmfspublished")
+            data = read_url(url.rstrip("/") + "/.cvmfspublished")
         except IOError as error:
             self.ansible.warn("could not read the stratum-0 revision from %s: %s" % (url, error))
             return None

@@ -482,17 +482,13 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.six import string_types
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_format import (
-    CRYPTOGRAPHY_IMP_ERR,
-    HAS_CRYPTOGRAPHY,
-    HttpFetcher,
-    inspect_repository,
-    load_public_keys,
-    read_public_key_sources,
-    utc_datetime,
-)
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._crypto import CRYPTOGRAPHY_IMP_ERR, HAS_CRYPTOGRAPHY
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_format import inspect_repository
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import host_paths
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_signed import load_public_keys, read_public_key_sources
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import local_repositories
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_time import utc_datetime
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._http_get import HttpFetcher
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsModule
 
 REMOTE_ONLY = ("ca_file", "proxy", "public_keys", "reference_time", "stratum0_url")

@@ -102,14 +102,16 @@ def make_storage(directory, fqrn, revision=5, whitelist_days=30, replicable=True
     Written in the layout of cvmfs-facts §2.3 / §8 with fake hashes and signatures (TEST DATA).
     """
     os.makedirs(os.path.join(directory, "data", "txn"), exist_ok=True)
-    manifest = "Cabc\nB1\nRd41d8cd98f00b204e9800998ecf8427e\nD240\nS%d\nGno\nAno\nN%s\nT1700000000\n" % (revision, fqrn)
+    catalog = hashlib.sha1(("%s/%d/catalog" % (fqrn, revision)).encode()).hexdigest()
+    manifest = "C%s\nB1\nRd41d8cd98f00b204e9800998ecf8427e\nD240\nS%d\nGno\nAno\nN%s\nT1700000000\n" % (
+        catalog, revision, fqrn)
     with open(os.path.join(directory, ".cvmfspublished"), "wb") as handle:
         handle.write(manifest.encode() + b"--\n" + hashlib.sha1(manifest.encode()).hexdigest().encode() + b"\n\x00sig")
     now = datetime.datetime.now(datetime.timezone.utc)
     expiry = now + datetime.timedelta(days=whitelist_days)
     whitelist = "%s\nE%s\nN%s\nAB:CD\n" % (now.strftime("%Y%m%d%H%M%S"), expiry.strftime("%Y%m%d%H%M%S"), fqrn)
     with open(os.path.join(directory, ".cvmfswhitelist"), "wb") as handle:
-        handle.write(whitelist.encode() + b"--\n00\n\x00sig")
+        handle.write(whitelist.encode() + b"--\n" + hashlib.sha1(whitelist.encode()).hexdigest().encode() + b"\n\x00sig")
     if replicable:
         with open(os.path.join(directory, ".cvmfs_master_replica"), "w") as handle:
             handle.write("This file marks the repository as replicatable to stratum 1 servers\n")

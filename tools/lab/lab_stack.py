@@ -41,7 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from plugins.module_utils._common import CvmfsError  # noqa: E402  pylint: disable=wrong-import-position
-from plugins.module_utils._cvmfs_format import parse_manifest  # noqa: E402  pylint: disable=wrong-import-position
+from plugins.module_utils._cvmfs_signed import parse_manifest  # noqa: E402  pylint: disable=wrong-import-position
 
 POLICY_DOC = os.path.join(ROOT, "docs", "vault-policies.md")
 DOC_REPOSITORY = "software.example.org"   # the repository the policy examples of the page name

@@ -12,7 +12,9 @@ import tempfile
 import pytest
 import yaml
 
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _images as images
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _image_fetch as image_fetch
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _image_list as image_list
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _image_signature as image_signature
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from tests.openstack_double.playbook import run_playbook, task_results
 
@@ -30,7 +32,7 @@ class Endorser:
         self.cvmfs = tmp_path / "cvmfs"
         self.dir.mkdir(parents=True)
         (self.cvmfs / "images.example.org").mkdir(parents=True)
-        self.private_pem, self.public_pem = images.generate_key()
+        self.private_pem, self.public_pem = image_signature.generate_key()
         self.public_key = self.dir / "endorser.pub"
         self.public_key.write_bytes(self.public_pem)
         self.url = apache.publish(www.name, str(www))
@@ -59,7 +61,7 @@ class Endorser:
         if signature.exists():
             signature.unlink()
         if sign:
-            signature.write_bytes(images.sign(data, self.private_pem))
+            signature.write_bytes(image_signature.sign(data, self.private_pem))
         return str(self.www / "images.yml")
 
 
@@ -75,19 +77,19 @@ def endorser(tmp_path, apache):
 
 
 def entry_of(raw):
-    return images.parse_image_list(yaml.safe_dump({"format": 1, "endorser": ENDORSER, "issued": "2026-01-01",
-                                                   "expires": "2099-01-01", "images": [raw]}).encode(),
-                                   ENDORSER).images[0]
+    return image_list.parse_image_list(yaml.safe_dump({"format": 1, "endorser": ENDORSER, "issued": "2026-01-01",
+                                                       "expires": "2099-01-01", "images": [raw]}).encode(),
+                                       ENDORSER).images[0]
 
 
 # --------------------------------------------------------------------------- downloads from apache
 
 def test_download_is_verified_while_streaming_and_cleaned_up(endorser, tmp_path):
-    data = os.urandom(3 * images.CHUNK + 11)
+    data = os.urandom(3 * image_list.CHUNK + 11)
     item = entry_of(endorser.web_image("client", "1", data))
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    verified = images.fetch_verified(item, download_dir=str(downloads))
+    verified = image_fetch.fetch_verified(item, download_dir=str(downloads))
     assert verified.temporary and os.path.dirname(verified.path) == str(downloads)
     with open(verified.path, "rb") as handle:
         assert handle.read() == data
@@ -107,7 +109,7 @@ def test_a_changed_file_on_the_server_is_refused_and_nothing_is_left(endorser, t
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     with pytest.raises(CvmfsError, match=message):
-        images.fetch_verified(item, download_dir=str(downloads), retries=0)
+        image_fetch.fetch_verified(item, download_dir=str(downloads), retries=0)
     assert os.listdir(str(downloads)) == [], "a download that failed verification is removed"
 
 
@@ -115,7 +117,7 @@ def test_a_missing_file_names_the_url_and_status(endorser):
     item = entry_of(endorser.web_image("client", "1", b"x"))
     os.unlink(str(endorser.www / "client-1.qcow2"))
     with pytest.raises(CvmfsError, match=r"Failed to download image client 1 from http://127\.0\.0\.1:\d+/.*HTTP 404"):
-        images.fetch_verified(item, retries=0)
+        image_fetch.fetch_verified(item, retries=0)
 
 
 # --------------------------------------------------------------------------- the module
@@ -132,7 +134,7 @@ def glance_state(double):
 
 
 def test_image_sync_module(endorser, openstack_double, run_module):
-    web = os.urandom(2 * images.CHUNK + 1)
+    web = os.urandom(2 * image_list.CHUNK + 1)
     endorser.web_image("client", "2026.11", web)
     endorser.cvmfs_image("stratum1", "1.0", b"s1" * 3000)
     list_path = endorser.publish_list()
@@ -186,7 +188,7 @@ def test_image_sync_refuses_bad_lists_and_leaves_glance_alone(endorser, openstac
         with open(list_path, "ab") as handle:
             handle.write(b"# harmless-looking comment\n")
     elif spoil == "other_key":
-        _private, other_public = images.generate_key()
+        _private, other_public = image_signature.generate_key()
         endorser.public_key.write_bytes(other_public)
     result = run_module("image_sync", module_args(endorser, openstack_double, list_path, [{"name": "client"}]))
     assert result.failed and message in result["msg"], result

@@ -185,6 +185,7 @@ def test_whitelist_check_installed_runs_with_the_system_python(site, pristine_re
     def check(now, alert_days=14, name=pristine_repo.name):
         return subprocess.run(["/usr/bin/python3", "-m", "sharedsw_cvmfs._whitelist_check", "--name",
                                name, "--file", whitelist, "--alert-days", str(alert_days),
+                               "--public-key", pristine_repo.pub,
                                "--now", now.strftime("%Y-%m-%dT%H:%M:%S")],
                               env={"PYTHONPATH": str(program), "PATH": "/usr/bin:/bin"},
                               capture_output=True, check=False, text=True)

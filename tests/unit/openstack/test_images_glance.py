@@ -8,7 +8,9 @@ import os
 
 import pytest
 
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _images as images
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._image_fetch import fetch_verified
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._image_glance import GlanceImages, glance_name
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._image_list import CHUNK, PROP_LIST_ISSUED, ImageEntry
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._openstack import connect
 
@@ -28,16 +30,16 @@ def site(openstack_double, tmp_path):
             folder = self.root / "images.example.org"
             folder.mkdir(parents=True, exist_ok=True)
             (folder / ("%s-%s" % (name, version))).write_bytes(data)
-            return images.ImageEntry(name, version, len(data), hashlib.sha256(data).hexdigest(),
-                                     path="/cvmfs/images.example.org/%s-%s" % (name, version), **extra)
+            return ImageEntry(name, version, len(data), hashlib.sha256(data).hexdigest(),
+                              path="/cvmfs/images.example.org/%s-%s" % (name, version), **extra)
 
         def glance(self, **options):
-            return images.GlanceImages(self.conn, ENDORSER, **options)
+            return GlanceImages(self.conn, ENDORSER, **options)
 
         def sync(self, wanted, **options):
             glance = self.glance(**options)
             actions = glance.plan(wanted)
-            glance.apply(actions, lambda e: images.fetch_verified(e, cvmfs_root=str(self.root)))
+            glance.apply(actions, lambda e: fetch_verified(e, cvmfs_root=str(self.root)))
             return [(a["action"], a["glance_name"]) for a in actions]
 
         def state(self):
@@ -48,7 +50,7 @@ def site(openstack_double, tmp_path):
 
 
 def test_upload_stores_the_exact_bytes_with_the_endorsement_properties(site):
-    data = os.urandom(2 * images.CHUNK + 3)
+    data = os.urandom(2 * CHUNK + 3)
     client = site.entry("client", "1", data, properties={"os_distro": "debian"})
     assert site.sync([client]) == [("upload", "client-1")]
     (stored,) = [i for i in site.double.images.values() if i.get("endorser")]
@@ -162,7 +164,7 @@ def test_a_list_older_than_the_last_accepted_is_refused(site):
     client = site.entry("client", "1", b"c" * 100)
     assert site.sync([client], list_issued=_issued(20)) == [("upload", "client-1")]
     (stored,) = [i for i in site.double.images.values() if i.get("endorser")]
-    assert stored[images.PROP_LIST_ISSUED] == "2026-11-20T00:00:00+00:00"
+    assert stored[PROP_LIST_ISSUED] == "2026-11-20T00:00:00+00:00"
     withdrawn_again = site.entry("old", "1", b"o" * 100)
     with pytest.raises(CvmfsError, match="issued at 2026-11-10T00:00:00\\+00:00, before the list last accepted "
                                          "here \\(issued at 2026-11-20T00:00:00\\+00:00"):
@@ -182,3 +184,10 @@ def test_the_newest_record_counts_also_on_deactivated_images(site):
     # the old list that still endorsed client 1 would reactivate it
     with pytest.raises(CvmfsError, match="before the list last accepted here"):
         site.glance(list_issued=_issued(5)).plan([old])
+
+
+def test_glance_name_template():
+    item = ImageEntry("client", "2026.11", 1, "0" * 64, url="http://x/y")
+    assert glance_name(item, "{name}-{version}") == "client-2026.11"
+    with pytest.raises(CvmfsError, match="name_template.*use {name} and {version}"):
+        glance_name(item, "{nam}")

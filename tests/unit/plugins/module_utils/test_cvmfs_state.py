@@ -1,6 +1,5 @@
 """Unit tests of _cvmfs_state: reading the state files cvmfs_server uses (scratch trees only)."""
 
-import datetime
 import fcntl
 import os
 
@@ -37,6 +36,10 @@ class TestBashConfig:
                 "A=3\nD=\nE=\"\"\necho not an assignment\nF=a=b\n")
         assert state.parse_bash_config(text) == {
             "A": "3", "B": "two words", "C": 'x "y" $Z', "D": "", "E": "", "F": "a=b"}
+
+    def test_hash_starts_a_comment_only_at_a_word_start(self):
+        text = "A=b#c\nB=1 # it's a comment, with an odd quote\nC='x # y'\n"
+        assert state.parse_bash_config(text) == {"A": "b#c", "B": "1", "C": "x # y"}
 
     def test_unbalanced_quote_line_is_skipped(self):
         assert state.parse_bash_config("A='open\nB=2\n") == {"B": "2"}
@@ -193,20 +196,3 @@ class TestKeysAndStorage:
             "pub": paths.key_file("r.org", "pub"), "key": paths.key_file("r.org", "key")}
         assert state.public_key_text("r.org", paths).startswith("-----BEGIN PUBLIC KEY")
         assert state.public_key_text("none.org", paths) is None
-
-    def test_manifest_and_whitelist(self, paths):
-        store = paths.storage("r.org")
-        write(os.path.join(store, ".cvmfspublished"),
-              b"Cabc\nB12\nRd41d8cd98f00b204e9800998ecf8427e\nD240\nS42\nNr.org\nT1700000000\n--\nff\n\x00\x01S99\n", "wb")
-        write(os.path.join(store, ".cvmfswhitelist"),
-              b"20240101120000\nE20240131120000\nNr.org\nAB:CD\n--\nff\n\x00Exx", "wb")
-        assert state.local_revision("r.org", paths) == 42
-        assert state.local_manifest("r.org", paths)["C"] == "abc"
-        assert state.local_whitelist_expiry("r.org", paths) == datetime.datetime(
-            2024, 1, 31, 12, 0, 0, tzinfo=state._UTC)
-
-    def test_missing_or_garbage(self, paths):
-        assert state.local_revision("r.org", paths) is None
-        assert state.local_whitelist_expiry("r.org", paths) is None
-        write(os.path.join(paths.storage("r.org"), ".cvmfswhitelist"), "garbage\n")
-        assert state.local_whitelist_expiry("r.org", paths) is None

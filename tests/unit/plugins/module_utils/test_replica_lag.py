@@ -5,7 +5,7 @@ only). The same program over HTTP against apache: tests/integration/roles/test_s
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _replica_lag as lag
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_format import parse_manifest
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_signed import parse_manifest
 from tests.support.cvmfs_repo import (  # pylint: disable=unused-import
     cvmfs_repo,  # noqa: F401  (the pytest fixture: re-keyed copy)
     pristine_repo,  # noqa: F401  (the pytest fixture: the committed fixture, untouched)
