@@ -29,7 +29,8 @@ import uuid
 
 from ._common import CvmfsError
 from . import _amqp
-from ._cvmfs_state import CvmfsPaths, is_valid_repo_name, read_storage_object, repository_state, signed_header
+from ._cvmfs_signed import manifest_revision
+from ._cvmfs_state import CvmfsPaths, is_valid_repo_name, read_storage_object, repository_state
 
 try:
     import pika
@@ -71,10 +72,10 @@ def served_revision(state):
         raise CvmfsError("cannot read the %s of %s: %s" % (MANIFEST, state["name"], error))
     if data is None:
         return None
-    revision = signed_header(data).get("S", "")
-    if not revision.isdigit():
-        raise CvmfsError("the %s of %s has no revision line (S)" % (MANIFEST, state["name"]))
-    return int(revision)
+    revision = manifest_revision(data)
+    if revision is None:
+        raise CvmfsError("the %s of %s is not a manifest with a revision line (S)" % (MANIFEST, state["name"]))
+    return revision
 
 
 def published_revision(repository, paths):
