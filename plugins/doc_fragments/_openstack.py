@@ -35,13 +35,3 @@ options:
 requirements:
   - openstacksdk >= 1.0
 """
-
-    ACTION_GROUP = r"""
-options: {}
-attributes:
-  action_group:
-    description: Use C(group/sharedsw.cvmfs.openstack) in C(module_defaults) to set the cloud options once per play.
-    support: full
-    membership:
-      - sharedsw.cvmfs.openstack
-"""

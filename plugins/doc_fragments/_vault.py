@@ -98,15 +98,6 @@ options:
     default: true
 """
 
-    ACTION_GROUP = r"""
-options: {}
-attributes:
-  action_group:
-    description: Use C(group/sharedsw.cvmfs.vault) in C(module_defaults) to set the Vault options once per play.
-    support: full
-    membership:
-      - sharedsw.cvmfs.vault
-"""
 
     KEY_LAYOUT = r"""
 options:

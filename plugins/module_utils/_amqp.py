@@ -29,6 +29,7 @@ import ipaddress
 import os
 import socket
 import ssl
+import time
 import traceback
 
 try:
@@ -41,7 +42,7 @@ else:
     HAS_PIKA = True
     PIKA_IMP_ERR = None
 
-from ._common import CvmfsError, Retry
+from ._common import CvmfsError, Retry, describe_error
 
 #: connection and auth options of modules; the doc fragment sharedsw.cvmfs._amqp documents them
 ARGSPEC = dict(
@@ -93,6 +94,73 @@ def resolve_options(options):
     if not resolved.get("port"):
         resolved["port"] = 5671 if resolved["tls"] else 5672
     return resolved
+
+
+def options_from_config(amqp, connection_name, retries=None):
+    """Resolved options from a host program's config ``amqp`` dict: its ``password_file`` read (the
+    password never sits in the config, which is world-readable), ``connection_name`` and
+    ``retries`` filled in where the config has none."""
+    amqp = dict(amqp or {})
+    password_file = amqp.pop("password_file", None)
+    if password_file:
+        try:
+            with open(password_file) as handle:
+                amqp["password"] = handle.read().strip()
+        except (IOError, OSError) as error:
+            raise CvmfsError("cannot read the AMQP password file %s: %s" % (password_file, error))
+    amqp.setdefault("connection_name", connection_name)
+    if retries is not None:
+        amqp.setdefault("retries", retries)
+    return resolve_options(amqp)
+
+
+def is_connection_error(error):
+    """Whether ``error`` means the broker connection or channel is gone (reconnect), not a bug."""
+    if pika is None:
+        return False
+    return isinstance(error, (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
+                              pika.exceptions.ConnectionClosed, pika.exceptions.ChannelClosed,
+                              pika.exceptions.StreamLostError, pika.exceptions.ChannelWrongStateError,
+                              pika.exceptions.ConnectionWrongStateError, OSError, EOFError))
+
+
+class ReconnectingClient:
+    """The connect / consume / reconnect loop of a long-running AMQP client (the notification
+    consumer, the snapshot listener). A subclass provides ``connect()``, ``loop()``,
+    ``disconnect()``, ``say(event, level, **fields)``, ``stopping``, ``config["reconnect_max"]``,
+    and may override the two hooks."""
+
+    stopping = False
+
+    def serve(self):
+        """Connect, consume, reconnect with a doubling delay; returns when asked to stop."""
+        delay = 1.0
+        while not self.stopping:
+            try:
+                self.connect()
+                delay = 1.0
+                self.loop()
+            except CvmfsError as error:
+                self.connection_failed("broker_unreachable", "error", error.message, delay)
+            except Exception as error:  # pylint: disable=broad-except
+                if not is_connection_error(error):
+                    raise
+                self.connection_failed("connection_lost", "warning", describe_error(error), delay)
+            finally:
+                self.disconnect()
+            if self.stopping:
+                break
+            self.between_connections(delay)
+            delay = min(delay * 2, float(self.config["reconnect_max"]))
+
+    def connection_failed(self, event, level, message, delay):
+        self.say(event, level, message=message, retry_in=round(delay, 1))
+
+    def between_connections(self, delay):
+        """Wait ``delay`` seconds, or less when asked to stop."""
+        deadline = time.time() + delay
+        while not self.stopping and time.time() < deadline:
+            time.sleep(min(0.2, max(deadline - time.time(), 0)))
 
 
 class AmqpRetry(Retry):

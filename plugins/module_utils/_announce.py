@@ -47,18 +47,7 @@ Announcement = collections.namedtuple("Announcement", "repository revision strat
 
 def amqp_options(amqp, connection_name, retries=None):
     """Resolved, validated AMQP options from a config's ``amqp`` dict (its ``password_file`` read)."""
-    amqp = dict(amqp or {})
-    password_file = amqp.pop("password_file", None)
-    if password_file:
-        try:
-            with open(password_file) as handle:
-                amqp["password"] = handle.read().strip()
-        except (IOError, OSError) as error:
-            raise CvmfsError("cannot read the AMQP password file %s: %s" % (password_file, error))
-    amqp.setdefault("connection_name", connection_name)
-    if retries is not None:
-        amqp.setdefault("retries", retries)
-    options = _amqp.resolve_options(amqp)
+    options = _amqp.options_from_config(amqp, connection_name, retries)
     _amqp.validate(options)
     return options
 

@@ -71,3 +71,27 @@ def say(priority, message, stream=None):
     prefix = "<%d>" % priority if os.environ.get("JOURNAL_STREAM") else ""
     stream.write("%s%s\n" % (prefix, message))
     stream.flush()
+
+
+def describe_error(error):
+    """One line for a log: the ``message`` of errors that carry one (:class:`CvmfsError`), else
+    ``Type: text``; ``interrupted`` for Ctrl-C."""
+    message = getattr(error, "message", None)
+    if isinstance(message, str):
+        return message
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    text = str(error)
+    return "%s: %s" % (type(error).__name__, text) if text else type(error).__name__
+
+
+def requests_error_is_transient(error, requests):
+    """For clients built on ``requests`` (passed in: not every host has it): True for a dropped
+    connection, a timeout or a cut-off body, False for a TLS failure (a second attempt meets the same
+    certificate), None for anything else (the caller decides)."""
+    if isinstance(error, requests.exceptions.SSLError):
+        return False
+    if isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                          requests.exceptions.ChunkedEncodingError)):
+        return True
+    return None

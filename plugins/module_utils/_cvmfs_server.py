@@ -29,6 +29,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import contextlib
 import os
 import re
@@ -37,7 +38,7 @@ import signal
 import subprocess
 import tempfile
 
-from ._common import CvmfsError
+from ._common import CvmfsError, describe_error
 from ._cvmfs_state import CvmfsPaths
 
 
@@ -239,13 +240,10 @@ COMMANDS = dict((c.name, c) for c in [
 
 # --------------------------------------------------------------------------- results
 
-class CommandResult:
-    def __init__(self, cmd, rc, stdout, stderr, skipped=False):
-        self.cmd = cmd
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-        self.skipped = skipped
+class CommandResult(collections.namedtuple("CommandResult", "cmd rc stdout stderr skipped", defaults=(False,))):
+    """One run of a sub-command; ``skipped``: a mutating one not run in check mode (rc 0, no output)."""
+
+    __slots__ = ()
 
     def as_dict(self):
         return {"cmd": list(self.cmd), "rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}
@@ -557,18 +555,6 @@ def _text(data):
 
 def _cannot_run(cmd, exc):
     return CvmfsServerError("cannot run %s: %s" % (cmd[0], exc), cmd=cmd, exception=exc)
-
-
-def describe_error(error):
-    """One line for a log: the ``message`` of errors that carry one (:class:`CvmfsError`), else
-    ``Type: text``; ``interrupted`` for Ctrl-C."""
-    message = getattr(error, "message", None)
-    if isinstance(message, str):
-        return message
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted"
-    text = str(error)
-    return "%s: %s" % (type(error).__name__, text) if text else type(error).__name__
 
 
 # --------------------------------------------------------------------------- module glue (still Ansible-free)

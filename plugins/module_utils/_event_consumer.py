@@ -22,8 +22,7 @@ import time
 import traceback
 
 from . import _amqp
-from ._common import CvmfsError
-from ._cvmfs_server import describe_error
+from ._common import CvmfsError, describe_error
 from ._event_job import EventJob
 from ._event_messages import Rejected, Scope, parse_message
 from ._event_metrics import Metrics, iso_time, median, now_text, quote
@@ -64,7 +63,7 @@ class Batch:
         self.thread = None
 
 
-class Consumer:
+class Consumer(_amqp.ReconnectingClient):
     def __init__(self, config, log=None, env=None):
         self.config = config
         self.job_config = config["job"]
@@ -115,36 +114,24 @@ class Consumer:
 
     def serve(self):
         """Connect, consume, reconnect; returns when asked to stop."""
-        delay = 1.0
         if self.config["full_sync_on_connect"]:
             self.need_full = "start"
-        while not self.stopping:
-            try:
-                self.connect()
-                delay = 1.0
-                self.loop()
-            except CvmfsError as error:
-                self.metrics.last_error = {"time": now_text(), "message": error.message}
-                self.say("broker_unreachable", "error", message=error.message, retry_in=round(delay, 1))
-            except Exception as error:  # pylint: disable=broad-except
-                if not _is_connection_error(error):
-                    raise
-                self.metrics.last_error = {"time": now_text(), "message": describe_error(error)}
-                self.say("connection_lost", "warning", message=describe_error(error), retry_in=round(delay, 1))
-            finally:
-                self.disconnect()
-            if self.stopping:
-                break
-            self.metrics.set_state("disconnected")
-            self.metrics.write(force=True)
-            self._wait(delay)
-            delay = min(delay * 2, float(self.config["reconnect_max"]))
-            self.metrics.add("reconnects")
-            if self.config["full_sync_on_connect"]:
-                # RGW drops what it cannot push while the broker is away: assume events were lost
-                self.need_full = "reconnected"
+        super(Consumer, self).serve()
         self.metrics.set_state("stopped")
         self.metrics.write(force=True)
+
+    def connection_failed(self, event, level, message, delay):
+        self.metrics.last_error = {"time": now_text(), "message": message}
+        super(Consumer, self).connection_failed(event, level, message, delay)
+
+    def between_connections(self, delay):
+        self.metrics.set_state("disconnected")
+        self.metrics.write(force=True)
+        self._wait(delay)
+        self.metrics.add("reconnects")
+        if self.config["full_sync_on_connect"]:
+            # RGW drops what it cannot push while the broker is away: assume events were lost
+            self.need_full = "reconnected"
 
     def _wait(self, seconds):
         deadline = time.time() + seconds
@@ -477,15 +464,6 @@ class Consumer:
                              delivery.attempts + 1)
             self.failed_before.pop(delivery.fingerprint, None)
         self.need_full = self.need_full or "events were dead-lettered"
-
-
-def _is_connection_error(error):
-    if pika is None:
-        return False
-    return isinstance(error, (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
-                              pika.exceptions.ConnectionClosed, pika.exceptions.ChannelClosed,
-                              pika.exceptions.StreamLostError, pika.exceptions.ChannelWrongStateError,
-                              pika.exceptions.ConnectionWrongStateError, OSError, EOFError))
 
 
 def _excerpt(body, limit=300):

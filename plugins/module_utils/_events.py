@@ -56,11 +56,10 @@ import signal
 import traceback
 
 from . import _amqp
-from ._common import CvmfsError
-from ._cvmfs_server import describe_error
+from ._common import CvmfsError, describe_error
 from ._event_consumer import Consumer
 from ._event_metrics import now_text
-from ._program_support import Log, load_json_object
+from ._program_support import Log, load_config_with_defaults
 from ._publish_config import load_config as load_job_config
 
 EXIT_CONFIG = 2
@@ -88,12 +87,8 @@ DEFAULTS = {
 
 def load_config(path):
     """The consumer's JSON config with defaults, plus ``job`` (the publish job's config)."""
-    raw = load_json_object(path, "the consumer config")
-    config = dict(DEFAULTS)
-    config.update((k, v) for k, v in raw.items() if v is not None)
-    for key in ("job_config", "queue", "dead_letter_exchange"):
-        if not config.get(key):
-            raise CvmfsError("the consumer config %s lacks %r" % (path, key))
+    config = load_config_with_defaults(path, "the consumer config", DEFAULTS,
+                                       ("job_config", "queue", "dead_letter_exchange"))
     for key, low in (("debounce", 0), ("max_wait", 0), ("backoff_initial", 0), ("backoff_max", 0), ("tick", 0.01),
                      ("reconnect_max", 1)):
         if not isinstance(config[key], (int, float)) or config[key] < low:
@@ -108,16 +103,7 @@ def load_config(path):
         raise CvmfsError("max_wait (%s) must not be shorter than debounce (%s) in %s"
                          % (config["max_wait"], config["debounce"], path))
     config["job"] = load_job_config(config["job_config"])
-    amqp = dict(config["amqp"] or {})
-    password_file = amqp.pop("password_file", None)
-    if password_file:
-        try:
-            with open(password_file) as handle:
-                amqp["password"] = handle.read().strip()
-        except (IOError, OSError) as error:
-            raise CvmfsError("cannot read the AMQP password file %s: %s" % (password_file, error))
-    amqp.setdefault("connection_name", "sharedsw-cvmfs-events %s" % config["job"]["lease"])
-    config["amqp"] = _amqp.resolve_options(amqp)
+    config["amqp"] = _amqp.options_from_config(config["amqp"], "sharedsw-cvmfs-events %s" % config["job"]["lease"])
     _amqp.validate(config["amqp"])
     if not config["status_file"]:
         config["status_file"] = os.path.join(config["job"]["state_dir"], "events-status.json")

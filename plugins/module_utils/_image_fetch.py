@@ -31,7 +31,7 @@ else:
     HAS_REQUESTS = True
     REQUESTS_IMP_ERR = None
 
-from ._common import CvmfsError, Retry
+from ._common import CvmfsError, Retry, requests_error_is_transient
 from ._image_list import CHUNK, cvmfs_relative
 
 
@@ -58,10 +58,7 @@ class DownloadRetry(Retry):
             return False
         if isinstance(error, requests.exceptions.HTTPError):
             return error.response is not None and error.response.status_code in (408, 429, 500, 502, 503, 504)
-        if isinstance(error, requests.exceptions.SSLError):
-            return False
-        return isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                                  requests.exceptions.ChunkedEncodingError))
+        return bool(requests_error_is_transient(error, requests))
 
 
 def _hashers():

@@ -41,6 +41,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import datetime
 import hashlib
 import os
@@ -122,16 +123,11 @@ class ImageEntry:
         return result
 
 
-class ImageList:
+class ImageList(collections.namedtuple("ImageList", "endorser images issued expires sha256", defaults=(None,))):
     """A parsed list; ``expires`` is when it stops being valid here (its own expiry or ``issued`` +
     the site's maximum age, the earlier)."""
 
-    def __init__(self, endorser, images, issued, expires, sha256=None):
-        self.endorser = endorser
-        self.images = images
-        self.issued = issued
-        self.expires = expires
-        self.sha256 = sha256
+    __slots__ = ()
 
 
 def parse_timestamp(value, where):

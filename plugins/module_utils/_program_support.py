@@ -125,6 +125,17 @@ def load_json_object(path, what):
     return raw
 
 
+def load_config_with_defaults(path, what, defaults, required):
+    """``defaults`` overlaid with the JSON object in ``path`` (its null values count as unset);
+    :class:`CvmfsError` names ``what`` and the first ``required`` key that is missing or empty."""
+    config = dict(defaults)
+    config.update((k, v) for k, v in load_json_object(path, what).items() if v is not None)
+    for key in required:
+        if not config.get(key):
+            raise CvmfsError("%s %s lacks %r" % (what, path, key))
+    return config
+
+
 def write_json_file(path, data, indent=None):
     """Replace ``path`` by ``data`` as JSON (mode 0644) in one rename, so readers never see half a file."""
     directory = os.path.dirname(path) or "."

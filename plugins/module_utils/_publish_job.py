@@ -54,8 +54,7 @@ import os
 import time
 import traceback
 
-from ._common import CvmfsError
-from ._cvmfs_server import describe_error
+from ._common import CvmfsError, describe_error
 from ._program_support import Lock, Log, write_json_file
 from ._publish_config import load_config
 from ._publish_run import (EXIT_BUSY, EXIT_CONFIG, EXIT_FAILED, EXIT_LOCK_TIMEOUT, EXIT_NEEDS_HUMAN, EXIT_OK,

@@ -47,17 +47,12 @@ import threading
 import time
 import traceback
 
-from ._common import CvmfsError
+from ._common import CvmfsError, describe_error
 from . import _amqp
 from ._announce import Rejected, amqp_options, parse_announcement, served_revision
 from ._cvmfs_state import CvmfsPaths, local_repositories, repository_state
-from ._program_support import load_json_object
+from ._program_support import load_config_with_defaults
 
-try:
-    import pika
-    import pika.exceptions
-except ImportError:  # reported by _amqp when a connection is attempted
-    pika = None
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -136,12 +131,8 @@ class Run:
 
 def load_config(path):
     """The listener's JSON config with defaults; the AMQP options resolved (``password_file`` read)."""
-    raw = load_json_object(path, "the listener config")
-    config = dict(DEFAULTS)
-    config.update((k, v) for k, v in raw.items() if v is not None)
-    for key in ("queue", "exchange", "dead_letter_exchange"):
-        if not config.get(key):
-            raise CvmfsError("the listener config %s lacks %r" % (path, key))
+    config = load_config_with_defaults(path, "the listener config", DEFAULTS,
+                                       ("queue", "exchange", "dead_letter_exchange"))
     for key in ("max_parallel", "prefetch"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise CvmfsError("%s in %s must be a whole number >= 1, not %r" % (key, path, config[key]))
@@ -149,7 +140,7 @@ def load_config(path):
     return config
 
 
-class Listener:
+class Listener(_amqp.ReconnectingClient):
     def __init__(self, config, stream=None, env=None):
         self.config = config
         self.stream = stream
@@ -207,28 +198,12 @@ class Listener:
 
     def serve(self):
         """Connect, consume, reconnect; returns when asked to stop."""
-        delay = 1.0
-        while not self.stopping:
-            try:
-                self.connect()
-                delay = 1.0
-                self.loop()
-            except CvmfsError as error:
-                self.say("broker_unreachable", "error", message=error.message, retry_in=round(delay, 1))
-            except Exception as error:  # pylint: disable=broad-except
-                if not _is_connection_error(error):
-                    raise
-                self.say("connection_lost", "warning", message=_describe(error), retry_in=round(delay, 1))
-            finally:
-                self.disconnect()
-            if self.stopping:
-                break
-            self.reap()
-            deadline = time.time() + delay
-            while not self.stopping and time.time() < deadline:
-                time.sleep(0.2)
-            delay = min(delay * 2, float(self.config["reconnect_max"]))
+        super(Listener, self).serve()
         self.stop_runs()
+
+    def between_connections(self, delay):
+        self.reap()
+        super(Listener, self).between_connections(delay)
 
     def request_stop(self, signum=None, _frame=None):
         if not self.stopping:
@@ -358,20 +333,6 @@ class Listener:
         self.running.clear()
 
 
-def _is_connection_error(error):
-    if pika is None:
-        return False
-    return isinstance(error, (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
-                              pika.exceptions.ConnectionClosed, pika.exceptions.ChannelClosed,
-                              pika.exceptions.StreamLostError, pika.exceptions.ChannelWrongStateError,
-                              pika.exceptions.ConnectionWrongStateError, OSError, EOFError))
-
-
-def _describe(error):
-    text = str(error)
-    return "%s: %s" % (type(error).__name__, text) if text else type(error).__name__
-
-
 def _quote(value):
     if value is None:
         return "-"
@@ -403,7 +364,7 @@ def main(argv=None, stream=None, env=None):
     try:
         listener.serve()
     except Exception as error:  # pylint: disable=broad-except
-        listener.say("crashed", "error", message=_describe(error), traceback=traceback.format_exc())
+        listener.say("crashed", "error", message=describe_error(error), traceback=traceback.format_exc())
         return 1
     listener.say("stopped")
     return EXIT_OK

@@ -50,7 +50,7 @@ else:
     HAS_HVAC = True
     HVAC_IMP_ERR = None
 
-from ._common import CvmfsError, Retry
+from ._common import CvmfsError, Retry, requests_error_is_transient
 
 # option -> environment variables tried in order (VAULT_* first, then the OpenBao spelling)
 ENV_FALLBACKS = {
@@ -111,10 +111,9 @@ class VaultRetry(Retry):
     def is_transient(error):
         if not HAS_HVAC:
             return False
-        if isinstance(error, requests.exceptions.SSLError):
-            return False
-        if isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
-            return True
+        dropped = requests_error_is_transient(error, requests)
+        if dropped is not None:
+            return dropped
         if isinstance(error, hvac.exceptions.VaultDown):
             return "sealed" not in str(error).lower()
         return isinstance(error, (hvac.exceptions.RateLimitExceeded, hvac.exceptions.InternalServerError,

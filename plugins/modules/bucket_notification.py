@@ -38,23 +38,18 @@ description:
     full sync repair."
   - The S3 credentials must be the bucket owner's (only the owner may configure its notifications).
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - sharedsw.cvmfs._amqp
   - sharedsw.cvmfs._s3
+  - sharedsw.cvmfs.action_groups.s3
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Reads the topic, the bucket's notifications and (passively) the exchanges and queues;
       creates, updates and deletes nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The topic attributes (password redacted) and the notification entry, before and after.
-  action_group:
-    description: Use C(group/sharedsw.cvmfs.s3) in C(module_defaults) to set the S3 connection once per play.
-    support: full
-    membership:
-      - sharedsw.cvmfs.s3
 options:
   ack_level:
     description:

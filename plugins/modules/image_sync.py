@@ -42,7 +42,7 @@ description:
     endorser signs it (C(tools/image_list.py) of the collection, or C(openssl)).
 extends_documentation_fragment:
   - sharedsw.cvmfs._openstack
-  - sharedsw.cvmfs._openstack.action_group
+  - sharedsw.cvmfs.action_groups.openstack
 options:
   approved:
     description:

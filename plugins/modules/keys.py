@@ -39,7 +39,7 @@ description:
 extends_documentation_fragment:
   - sharedsw.cvmfs._vault
   - sharedsw.cvmfs._vault.key_layout
-  - sharedsw.cvmfs._vault.action_group
+  - sharedsw.cvmfs.action_groups.vault
 options:
   allow_masterkey:
     description:

@@ -25,17 +25,16 @@ description:
   - Periodic snapshots of all replicas (C(cvmfs_server snapshot -a)) belong in a systemd timer, set up by
     the stratum-1 role; this module is for one replica at a time.
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - sharedsw.cvmfs.cvmfs_server
-  - sharedsw.cvmfs.cvmfs_server.action_group
+  - sharedsw.cvmfs.action_groups.cvmfs_server
   - sharedsw.cvmfs.cvmfs_s3
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: With O(state=snapshot) the revision after is the stratum-0's current revision (what a
       snapshot would fetch), if readable.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   apache:

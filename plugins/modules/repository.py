@@ -28,15 +28,14 @@ description:
     O(auto_tag_timespan), O(external_data) and O(server_options) are kept in C(server.conf) and take
     effect with the next publish.
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - sharedsw.cvmfs.cvmfs_server
-  - sharedsw.cvmfs.cvmfs_server.action_group
+  - sharedsw.cvmfs.action_groups.cvmfs_server
   - sharedsw.cvmfs.cvmfs_s3
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: Secrets in the S3 configuration file are shown as C(********).
 options:

@@ -103,7 +103,7 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
-  - sharedsw.cvmfs.cvmfs_server.action_group
+  - sharedsw.cvmfs.action_groups.cvmfs_server
 attributes:
   check_mode:
     description: Can run in check_mode and return the same information, since it never changes anything.

@@ -70,22 +70,17 @@ description:
     resolves credentials, the endpoint and the addressing style. When an HTTP(S) proxy
     applies to the endpoint, all requests go through boto3 instead.
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - sharedsw.cvmfs._s3
+  - sharedsw.cvmfs.action_groups.s3
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Lists the prefix, walks O(dest) and HEADs new or changed objects (so symlink
       targets are checked), then reports what would change. Nothing is written.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff lists every added (C(+)), updated (C(~)) and deleted (C(-)) path.
-  action_group:
-    description: Use C(group/sharedsw.cvmfs.s3) in C(module_defaults) to set the S3 connection once per play.
-    support: full
-    membership:
-      - sharedsw.cvmfs.s3
 options:
   addressing_style:
     description:

@@ -25,16 +25,15 @@ description:
   - Wrap the work between V(opened) and V(published) in a C(block) whose C(rescue) sets
     V(aborted), so that a failed task never leaves the repository in a transaction (see EXAMPLES).
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - sharedsw.cvmfs.cvmfs_server
-  - sharedsw.cvmfs.cvmfs_server.action_group
+  - sharedsw.cvmfs.action_groups.cvmfs_server
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Reads the state files and the scratch area; C(transaction), C(publish), C(abort) and
       C(ingest) are not run.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   ingest:
