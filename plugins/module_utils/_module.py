@@ -26,8 +26,8 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, _load_params
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
-    RepositoryMissing, add_run_results, host_paths, host_server)
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import add_run_results, host_paths, host_server
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server_errors import RepositoryMissing
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
     ensure_file, is_valid_repo_name, read_storage_object, read_text, redact_config_text, render_s3_config,
     repository_state, update_config_text, write_file_atomic)

@@ -26,8 +26,9 @@ import tempfile
 
 from . import _tarballs
 from ._announce import announce_after_publish
-from ._common import CvmfsError
-from ._cvmfs_server import CvmfsServer, CvmfsServerError, describe_error
+from ._common import CvmfsError, describe_error
+from ._cvmfs_server import CvmfsServer
+from ._cvmfs_server_errors import CvmfsServerError
 from ._cvmfs_state import CvmfsPaths, in_transaction, scratch_has_changes
 from ._program_support import Log
 from ._publish_config import read_credentials

@@ -201,8 +201,8 @@ import os
 import pwd
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
-    S3_ARGUMENT_SPEC, ReplicaExists)
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import S3_ARGUMENT_SPEC
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server_errors import ReplicaExists
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
     conf_value, read_storage_object, read_url, repository_state)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._module import CvmfsServerModule, revision_of

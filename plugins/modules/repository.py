@@ -271,8 +271,8 @@ import os
 import pwd
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
-    S3_ARGUMENT_SPEC, RepositoryExists, WhitelistExpired)
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import S3_ARGUMENT_SPEC
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server_errors import RepositoryExists, WhitelistExpired
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
     KEY_KINDS, conf_value, key_files, public_key_text, read_storage_object, read_text, repository_state)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_signed import parse_whitelist_expiry

@@ -224,7 +224,7 @@ import os
 import re
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server import (
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_server_errors import (
     AlreadyInTransaction, NotInTransaction, PublishActive)
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._cvmfs_state import (
     in_transaction, is_publishing, repository_state, scratch_has_changes)

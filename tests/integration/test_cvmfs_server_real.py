@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_server as srv
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_server_errors as errs
 from tests.support.cvmfs_lab_host import skip_module_without_packages
 from tests.support.tarballs import tarball
 
@@ -56,20 +57,20 @@ def test_runner_imports_without_ansible(host):
 
 def test_runner_exit_codes_match_the_facts(host, repo):
     runner = host.runner()
-    with pytest.raises(srv.RepositoryExists):
+    with pytest.raises(errs.RepositoryExists):
         runner.run("mkfs", name=repo, owner="root")
-    with pytest.raises(srv.NotInTransaction):
+    with pytest.raises(errs.NotInTransaction):
         runner.run("abort", name=repo)
-    with pytest.raises(srv.NotInTransaction):
+    with pytest.raises(errs.NotInTransaction):
         runner.run("publish", name=repo)
     runner.run("transaction", name=repo)
-    with pytest.raises(srv.AlreadyInTransaction) as info:
+    with pytest.raises(errs.AlreadyInTransaction) as info:
         runner.run("transaction", name=repo)
     assert info.value.extra["rc"] == 17
     runner.run("abort", name=repo)
-    with pytest.raises(srv.RepositoryMissing):
+    with pytest.raises(errs.RepositoryMissing):
         runner.run("rmfs", name=unique_name())
-    with pytest.raises(srv.RepositoryMissing):
+    with pytest.raises(errs.RepositoryMissing):
         runner.run("transaction", name=unique_name())
 
 

@@ -40,6 +40,7 @@ import pytest
 import yaml
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_server as srv
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_server_errors as errs
 from ansible_collections.sharedsw.cvmfs.plugins.plugin_utils import _host_program
 from tests.conftest import ModuleResult
 
@@ -260,7 +261,7 @@ server = srv.CvmfsServer(**request["options"])
 try:
     result = server.run(request["command"], check=request["check"], **request["values"])
     answer = {"result": result.as_dict()}
-except srv.CvmfsServerError as error:
+except errs.CvmfsServerError as error:
     answer = {"error": type(error).__name__, "message": error.message,
               "result": error.result.as_dict() if error.result is not None else None,
               "extra": dict((k, v) for k, v in error.extra.items() if k != "exception")}

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_server as srv
+from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_server_errors as errs
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from tests.cvmfs_double import DOUBLE
 
@@ -153,7 +154,7 @@ class TestRun:
     def test_failure_raises_mapped_error_with_output(self, double_root):
         runner = srv.CvmfsServer(binary=DOUBLE)
         runner.run("mkfs", name="r.org", owner="root")
-        with pytest.raises(srv.RepositoryExists) as info:
+        with pytest.raises(errs.RepositoryExists) as info:
             runner.run("mkfs", name="r.org", owner="root")
         assert info.value.extra["rc"] == 1
         assert info.value.extra["stderr"].strip() == "The repository r.org already exists"
@@ -168,7 +169,7 @@ class TestRun:
         spec = srv.Command("no-such-command", False, [], required=())
         srv.COMMANDS["no-such-command"] = spec
         try:
-            with pytest.raises(srv.UsageError, match="rejected its arguments \\(rc=3\\)"):
+            with pytest.raises(errs.UsageError, match="rejected its arguments \\(rc=3\\)"):
                 runner.run("no-such-command")
         finally:
             del srv.COMMANDS["no-such-command"]
@@ -177,7 +178,7 @@ class TestRun:
         slow = tmp_path / "cvmfs_server"
         slow.write_text("#!/bin/sh\nsleep 5\n")
         slow.chmod(0o755)
-        with pytest.raises(srv.CvmfsServerError, match="did not finish within 0.2 s"):
+        with pytest.raises(errs.CvmfsServerError, match="did not finish within 0.2 s"):
             srv.CvmfsServer(binary=str(slow), timeout=0.2).run("list")
 
 
@@ -263,7 +264,7 @@ class TestStdinAndLog:
         binary = tmp_path / "cvmfs_server"
         binary.write_text("not a program")
         binary.chmod(0o755)
-        with pytest.raises(srv.CvmfsServerError, match="cannot run %s" % binary):
+        with pytest.raises(errs.CvmfsServerError, match="cannot run %s" % binary):
             srv.CvmfsServer(binary=str(binary)).run("ingest", tarball="-", base_dir="b", name="r.org",
                                                     stdin=Reads(b"x"))
 
@@ -326,115 +327,115 @@ def result(rc, stdout="", stderr=""):
 E = "CernVM-FS transaction error: "
 STACK = "\n\nStacktrace:\n..."
 MAPPING = [
-    ("transaction", 17, "", E + "another transaction is already open", srv.AlreadyInTransaction, "already open"),
-    ("transaction", 16, "Path busy. Time remaining = 42", E + "lease path busy", srv.LeaseBusy, "42 s"),
-    ("transaction", 2, "", "cannot open transaction on non-existing path r.org/a/b", srv.BadLeasePath,
+    ("transaction", 17, "", E + "another transaction is already open", errs.AlreadyInTransaction, "already open"),
+    ("transaction", 16, "Path busy. Time remaining = 42", E + "lease path busy", errs.LeaseBusy, "42 s"),
+    ("transaction", 2, "", "cannot open transaction on non-existing path r.org/a/b", errs.BadLeasePath,
      "r.org/a/b does not exist"),
-    ("transaction", 20, "", "cannot open transaction on r.org/a, which is not a directory", srv.BadLeasePath,
+    ("transaction", 20, "", "cannot open transaction on r.org/a, which is not a directory", errs.BadLeasePath,
      "is not a directory"),
-    ("transaction", 22, "", "Repository whitelist for $name is expired", srv.WhitelistExpired, "cvmfs_server resign"),
+    ("transaction", 22, "", "Repository whitelist for $name is expired", errs.WhitelistExpired, "cvmfs_server resign"),
     ("transaction", 1, "", "CernVM-FS error: Unable to find the configuration file `server.conf` for the cvmfs "
-     "publisher: r.org", srv.RepositoryMissing, "does not exist"),
-    ("transaction", 1, "", "Permission error: No write permission to repository", srv.PermissionDenied, "as root"),
+     "publisher: r.org", errs.RepositoryMissing, "does not exist"),
+    ("transaction", 1, "", "Permission error: No write permission to repository", errs.PermissionDenied, "as root"),
     ("transaction", 1, "", "(unexpected termination) Autofs on /cvmfs has to be disabled" + STACK,
-     srv.CvmfsServerError, "Autofs on /cvmfs has to be disabled"),
+     errs.CvmfsServerError, "Autofs on /cvmfs has to be disabled"),
     ("transaction", 1, "", "Invocation error: opening a transaction is unsupported within the ephemeral writable shell",
-     srv.CvmfsServerError, "ephemeral writable shell"),
-    ("transaction", 7, "", "transaction hook failed, not opening a transaction", srv.CvmfsServerError, "rc=7"),
+     errs.CvmfsServerError, "ephemeral writable shell"),
+    ("transaction", 7, "", "transaction hook failed, not opening a transaction", errs.CvmfsServerError, "rc=7"),
     ("transaction", 1, "Error: 'invalid_hmac'", "(unexpected termination) cannot parse session token" + STACK,
-     srv.CvmfsServerError, "cannot parse session token"),
-    ("transaction", 5, "", "CernVM-FS transaction error: publisher init", srv.CvmfsServerError, "rc=5"),
+     errs.CvmfsServerError, "cannot parse session token"),
+    ("transaction", 5, "", "CernVM-FS transaction error: publisher init", errs.CvmfsServerError, "rc=5"),
     # by the exit code alone, when the message is not the documented one
-    ("transaction", 17, "", "(changed wording)", srv.AlreadyInTransaction, "already open on r.org (exit 17"),
-    ("transaction", 16, "", "(changed wording)", srv.LeaseBusy, "holds an overlapping path (exit 16"),
-    ("transaction", 2, "", "(changed wording)", srv.BadLeasePath, "lease path r.org does not exist in the repo"),
-    ("transaction", 20, "", "(changed wording)", srv.BadLeasePath, "parent of the lease path r.org is not a dir"),
-    ("transaction", 22, "", "(changed wording)", srv.WhitelistExpired, "layout revision is wrong (exit 22"),
-    ("abort", 22, "", "Repository r.org is not in a transaction", srv.NotInTransaction, "not in a transaction"),
-    ("abort", 5, "", "publisher file system mount state is broken", srv.CvmfsServerError, "mount state is broken"),
-    ("abort", 1, "", "CernVM-FS error: Repository r.org is not a stratum 0 repository", srv.NotStratum0,
+    ("transaction", 17, "", "(changed wording)", errs.AlreadyInTransaction, "already open on r.org (exit 17"),
+    ("transaction", 16, "", "(changed wording)", errs.LeaseBusy, "holds an overlapping path (exit 16"),
+    ("transaction", 2, "", "(changed wording)", errs.BadLeasePath, "lease path r.org does not exist in the repo"),
+    ("transaction", 20, "", "(changed wording)", errs.BadLeasePath, "parent of the lease path r.org is not a dir"),
+    ("transaction", 22, "", "(changed wording)", errs.WhitelistExpired, "layout revision is wrong (exit 22"),
+    ("abort", 22, "", "Repository r.org is not in a transaction", errs.NotInTransaction, "not in a transaction"),
+    ("abort", 5, "", "publisher file system mount state is broken", errs.CvmfsServerError, "mount state is broken"),
+    ("abort", 1, "", "CernVM-FS error: Repository r.org is not a stratum 0 repository", errs.NotStratum0,
      "not a stratum-0"),
     ("abort", 1, "Current working directory is in /cvmfs/r.org.  Please release, e.g. by 'cd $HOME'.", "",
-     srv.CvmfsServerError, "Current working directory"),
-    ("abort", 4, "", "", srv.CvmfsServerError, "rc=4"),
-    ("publish", 1, "Repository r.org is not in a transaction", "", srv.NotInTransaction, "not in a transaction"),
-    ("publish", 1, "Repository whitelist for r.org is expired!", "", srv.WhitelistExpired, "resign"),
-    ("publish", 1, "Permission denied: Repository r.org is owned by bob", "", srv.PermissionDenied, "owned by bob"),
-    ("publish", 1, "Repository unavailable under http://s0/cvmfs/r.org", "", srv.CvmfsServerError,
+     errs.CvmfsServerError, "Current working directory"),
+    ("abort", 4, "", "", errs.CvmfsServerError, "rc=4"),
+    ("publish", 1, "Repository r.org is not in a transaction", "", errs.NotInTransaction, "not in a transaction"),
+    ("publish", 1, "Repository whitelist for r.org is expired!", "", errs.WhitelistExpired, "resign"),
+    ("publish", 1, "Permission denied: Repository r.org is owned by bob", "", errs.PermissionDenied, "owned by bob"),
+    ("publish", 1, "Repository unavailable under http://s0/cvmfs/r.org", "", errs.CvmfsServerError,
      "Repository unavailable under"),
-    ("publish", 1, "Open writable file descriptors on r.org", "", srv.CvmfsServerError, "Open writable file"),
-    ("publish", 1, "Publishing a checked out revision requires a tag name", "", srv.CvmfsServerError,
+    ("publish", 1, "Open writable file descriptors on r.org", "", errs.CvmfsServerError, "Open writable file"),
+    ("publish", 1, "Publishing a checked out revision requires a tag name", "", errs.CvmfsServerError,
      "requires a tag name"),
-    ("publish", 1, "", "This is not a stratum 0 repository", srv.NotStratum0, "not a stratum-0"),
-    ("publish", 1, "", "Another publish process is active for r.org", srv.PublishActive, "another publish"),
-    ("publish", 1, "", "Failed to acquire publishing lock", srv.PublishActive, "publishing lock"),
-    ("publish", 1, "", "Tag name 'v1' is already in use.", srv.TagInUse, "'v1' already exists"),
-    ("publish", 1, "", "Spaces are not allowed in tag names", srv.UsageError, "spaces"),
-    ("publish", 1, "", "Failed to apply .cvmfsdirtab", srv.CvmfsServerError, "Failed to apply .cvmfsdirtab"),
-    ("publish", 1, "", "Synchronization failed\n\nExecuted Command:\nx", srv.CvmfsServerError, "Synchronization failed"),
-    ("publish", 1, "", "Manifest creation failed", srv.CvmfsServerError, "Manifest creation failed"),
-    ("publish", 1, "", "Tagging failed", srv.CvmfsServerError, "Tagging failed"),
-    ("publish", 1, "", "Signing failed", srv.CvmfsServerError, "Signing failed"),
-    ("publish", 1, "", "Garbage collection failed (3)", srv.CvmfsServerError, "Garbage collection failed (3)"),
-    ("publish", 1, "", "Auto-Repair is disabled (CVMFS_AUTO_REPAIR_MOUNTPOINT = false)", srv.CvmfsServerError,
+    ("publish", 1, "", "This is not a stratum 0 repository", errs.NotStratum0, "not a stratum-0"),
+    ("publish", 1, "", "Another publish process is active for r.org", errs.PublishActive, "another publish"),
+    ("publish", 1, "", "Failed to acquire publishing lock", errs.PublishActive, "publishing lock"),
+    ("publish", 1, "", "Tag name 'v1' is already in use.", errs.TagInUse, "'v1' already exists"),
+    ("publish", 1, "", "Spaces are not allowed in tag names", errs.UsageError, "spaces"),
+    ("publish", 1, "", "Failed to apply .cvmfsdirtab", errs.CvmfsServerError, "Failed to apply .cvmfsdirtab"),
+    ("publish", 1, "", "Synchronization failed\n\nExecuted Command:\nx", errs.CvmfsServerError, "Synchronization failed"),
+    ("publish", 1, "", "Manifest creation failed", errs.CvmfsServerError, "Manifest creation failed"),
+    ("publish", 1, "", "Tagging failed", errs.CvmfsServerError, "Tagging failed"),
+    ("publish", 1, "", "Signing failed", errs.CvmfsServerError, "Signing failed"),
+    ("publish", 1, "", "Garbage collection failed (3)", errs.CvmfsServerError, "Garbage collection failed (3)"),
+    ("publish", 1, "", "Auto-Repair is disabled (CVMFS_AUTO_REPAIR_MOUNTPOINT = false)", errs.CvmfsServerError,
      "Auto-Repair is disabled"),
-    ("publish", 1, "", "Failed to parse CVMFS_AUTO_GC_TIMESPAN: 'soon'", srv.CvmfsServerError, "CVMFS_AUTO_GC_TIMESPAN"),
-    ("publish", 1, "", "The repository r.org does not exist.", srv.RepositoryMissing, "does not exist"),
+    ("publish", 1, "", "Failed to parse CVMFS_AUTO_GC_TIMESPAN: 'soon'", errs.CvmfsServerError, "CVMFS_AUTO_GC_TIMESPAN"),
+    ("publish", 1, "", "The repository r.org does not exist.", errs.RepositoryMissing, "does not exist"),
     ("ingest", 1, "", E + "another transaction is already open\nImpossible to start a transaction",
-     srv.AlreadyInTransaction, "already open"),
+     errs.AlreadyInTransaction, "already open"),
     ("ingest", 1, "", "Could not delete multiple paths using a gateway in a single transaction.",
-     srv.CvmfsServerError, "delete multiple paths"),
+     errs.CvmfsServerError, "delete multiple paths"),
     ("ingest", 1, "", "Could not delete and add a file in the same transaction while using gateway.",
-     srv.CvmfsServerError, "delete and add"),
-    ("ingest", 1, "", "Please provide some parameters, ...", srv.CvmfsServerError, "Please provide some parameters"),
+     errs.CvmfsServerError, "delete and add"),
+    ("ingest", 1, "", "Please provide some parameters, ...", errs.CvmfsServerError, "Please provide some parameters"),
     ("ingest", 1, "", "You cannot provide both: either provide user (-u)/group (-g) or keep the ownership (-k) of the "
-     "tarball", srv.CvmfsServerError, "You cannot provide both"),
-    ("mkfs", 1, "", "The repository r.org already exists", srv.RepositoryExists, "already exists"),
-    ("mkfs", 1, "", "Only root can create a new repository", srv.PermissionDenied, "as root"),
-    ("mkfs", 1, "", "invalid repository name: r b", srv.UsageError, "not a valid repository name"),
-    ("mkfs", 1, "", "No user bob", srv.UsageError, "'bob' is not a user"),
-    ("mkfs", 1, "", "Please specify the HTTP-URL for S3 (add option -w)", srv.UsageError, "public HTTP URL"),
+     "tarball", errs.CvmfsServerError, "You cannot provide both"),
+    ("mkfs", 1, "", "The repository r.org already exists", errs.RepositoryExists, "already exists"),
+    ("mkfs", 1, "", "Only root can create a new repository", errs.PermissionDenied, "as root"),
+    ("mkfs", 1, "", "invalid repository name: r b", errs.UsageError, "not a valid repository name"),
+    ("mkfs", 1, "", "No user bob", errs.UsageError, "'bob' is not a user"),
+    ("mkfs", 1, "", "Please specify the HTTP-URL for S3 (add option -w)", errs.UsageError, "public HTTP URL"),
     ("mkfs", 3, "Usage...\nNOTE: The given upstream definition (-u) is invalid. Should look like: ...", "",
-     srv.UsageError, "rc=3"),
-    ("mkfs", 2, "Usage...", "", srv.UsageError, "rc=2"),
-    ("mkfs", 1, "", "Apache must be installed and running", srv.CvmfsServerError, "Apache must be installed"),
-    ("mkfs", 1, "", "Autofs on /cvmfs has to be disabled", srv.CvmfsServerError, "Autofs"),
-    ("mkfs", 1, "", "Importing keys from '/k' would overwrite keys in '/etc/cvmfs/keys'", srv.CvmfsServerError,
+     errs.UsageError, "rc=3"),
+    ("mkfs", 2, "Usage...", "", errs.UsageError, "rc=2"),
+    ("mkfs", 1, "", "Apache must be installed and running", errs.CvmfsServerError, "Apache must be installed"),
+    ("mkfs", 1, "", "Autofs on /cvmfs has to be disabled", errs.CvmfsServerError, "Autofs"),
+    ("mkfs", 1, "", "Importing keys from '/k' would overwrite keys in '/etc/cvmfs/keys'", errs.CvmfsServerError,
      "would overwrite keys"),
-    ("mkfs", 1, "", "Auto tags time span cannot be parsed", srv.CvmfsServerError, "cannot be parsed"),
-    ("import", 1, "", "Repository whitelist expired (use -r maybe?)", srv.WhitelistExpired, "resign"),
-    ("import", 1, "", "The repository r.org already exists", srv.RepositoryExists, "already exists"),
-    ("import", 1, "", "repository signing key or certificate not found (use -t maybe?)", srv.CvmfsServerError,
+    ("mkfs", 1, "", "Auto tags time span cannot be parsed", errs.CvmfsServerError, "cannot be parsed"),
+    ("import", 1, "", "Repository whitelist expired (use -r maybe?)", errs.WhitelistExpired, "resign"),
+    ("import", 1, "", "The repository r.org already exists", errs.RepositoryExists, "already exists"),
+    ("import", 1, "", "repository signing key or certificate not found (use -t maybe?)", errs.CvmfsServerError,
      "certificate not found"),
-    ("rmfs", 1, "", "The repository r.org does not exist.", srv.RepositoryMissing, "does not exist"),
-    ("rmfs", 1, "", "Only root can remove a repository", srv.PermissionDenied, "as root"),
-    ("add-replica", 1, "", "There is already a Stratum1 repository r.org", srv.ReplicaExists, "already exists"),
+    ("rmfs", 1, "", "The repository r.org does not exist.", errs.RepositoryMissing, "does not exist"),
+    ("rmfs", 1, "", "Only root can remove a repository", errs.PermissionDenied, "as root"),
+    ("add-replica", 1, "", "There is already a Stratum1 repository r.org", errs.ReplicaExists, "already exists"),
     ("add-replica", 1, "", "Repository r.org already exists as a Stratum0 repository.\nUse -n to create an aliased "
-     "Stratum1 replica for r.org on this machine.", srv.AliasIsStratum0, "choose another replica name"),
-    ("add-replica", 1, "", "Failed to access Stratum0 repository at http://s0/cvmfs/r.org", srv.ReplicaSourceError,
+     "Stratum1 replica for r.org on this machine.", errs.AliasIsStratum0, "choose another replica name"),
+    ("add-replica", 1, "", "Failed to access Stratum0 repository at http://s0/cvmfs/r.org", errs.ReplicaSourceError,
      "cannot read the stratum-0 at http://s0/cvmfs/r.org"),
     ("add-replica", 1, "", "The repository URL http://s0/cvmfs/r.org does not point to a replicable master copy of "
-     "r.org", srv.ReplicaSourceError, "alterfs -m on"),
-    ("snapshot", 1, "", "another update is in progress... aborting", srv.UpdateInProgress, "set wait to true"),
-    ("snapshot", 1, "", "an initial snapshot is in progress... aborting", srv.UpdateInProgress, "retry later"),
-    ("snapshot", 1, "", "Repository r.org is not a stratum 1 repository", srv.NotStratum1, "not a stratum-1"),
-    ("snapshot", 1, "", "Missing CVMFS_STRATUM1 URL in server.conf", srv.CvmfsServerError, "Missing CVMFS_STRATUM1"),
-    ("snapshot", 1, "", "The repository r.org does not exist.", srv.RepositoryMissing, "does not exist"),
+     "r.org", errs.ReplicaSourceError, "alterfs -m on"),
+    ("snapshot", 1, "", "another update is in progress... aborting", errs.UpdateInProgress, "set wait to true"),
+    ("snapshot", 1, "", "an initial snapshot is in progress... aborting", errs.UpdateInProgress, "retry later"),
+    ("snapshot", 1, "", "Repository r.org is not a stratum 1 repository", errs.NotStratum1, "not a stratum-1"),
+    ("snapshot", 1, "", "Missing CVMFS_STRATUM1 URL in server.conf", errs.CvmfsServerError, "Missing CVMFS_STRATUM1"),
+    ("snapshot", 1, "", "The repository r.org does not exist.", errs.RepositoryMissing, "does not exist"),
     # as the real cvmfs_server 2.12 says them (tests/integration/test_cvmfs_double_contract.py)
-    ("snapshot", 1, "Repository r.org is not a stratum 1 repository", "", srv.NotStratum1, "not a stratum-1"),
+    ("snapshot", 1, "Repository r.org is not a stratum 1 repository", "", errs.NotStratum1, "not a stratum-1"),
     ("transaction", 1, "", "(unexpected termination) Repository r.org is not a stratum 0 repository" + STACK,
-     srv.NotStratum0, "not a stratum-0"),
-    ("add-replica", 3, "Installing GeoIP Database... fail", "CVMFS_GEO_ACCOUNT_ID not set", srv.CvmfsServerError,
+     errs.NotStratum0, "not a stratum-0"),
+    ("add-replica", 3, "Installing GeoIP Database... fail", "CVMFS_GEO_ACCOUNT_ID not set", errs.CvmfsServerError,
      "CVMFS_GEO_DB_FILE to a readable database or to NONE"),
-    ("add-replica", 1, "", "/srv/GeoLite2-City.mmdb doesn't exist or is not readable", srv.CvmfsServerError,
+    ("add-replica", 1, "", "/srv/GeoLite2-City.mmdb doesn't exist or is not readable", errs.CvmfsServerError,
      "(/srv/GeoLite2-City.mmdb doesn't exist or is not readable)"),
     ("add-replica", 1, "Linking GeoIP Database\nThe apache wsgi module must be installed and enabled.\nThe required "
-     "package is called libapache2-mod-wsgi.", "", srv.CvmfsServerError, "libapache2-mod-wsgi-py3"),
+     "package is called libapache2-mod-wsgi.", "", errs.CvmfsServerError, "libapache2-mod-wsgi-py3"),
     ("ingest", 1, "Using auto tag 'generic-2024-01-01T00:00:00Z'", "/usr/bin/cvmfs_server: 9263: eval: [[: not found\n"
-     "Impossible to open the archive: Unrecognized archive format\nSynchronization failed", srv.CvmfsServerError,
+     "Impossible to open the archive: Unrecognized archive format\nSynchronization failed", errs.CvmfsServerError,
      "failed (rc=1): Impossible to open the archive: Unrecognized archive format"),
     ("mkfs", 1, "", "Failed to dump process list for 'apache2.service', ignoring: Input/output error\n"
-     "cp: cannot stat '/k/r.org.masterkey': No such file or directory\nfail!", srv.CvmfsServerError,
+     "cp: cannot stat '/k/r.org.masterkey': No such file or directory\nfail!", errs.CvmfsServerError,
      "failed (rc=1): cp: cannot stat '/k/r.org.masterkey'"),
 ]
 
@@ -442,25 +443,25 @@ MAPPING = [
 @pytest.mark.parametrize("command,rc,stdout,stderr,error,text", MAPPING,
                          ids=["%s-%s-%s" % (m[0], m[1], (m[3] or m[2]).split("\n")[0][:40]) for m in MAPPING])
 def test_error_mapping(command, rc, stdout, stderr, error, text):
-    with pytest.raises(srv.CvmfsServerError) as info:
-        srv.classify(command, result(rc, stdout, stderr), name="r.org")
+    with pytest.raises(errs.CvmfsServerError) as info:
+        errs.classify(command, result(rc, stdout, stderr), name="r.org")
     assert type(info.value) is error  # pylint: disable=unidiomatic-typecheck
     assert text in info.value.message
     assert info.value.extra["rc"] == rc and info.value.extra["stderr"] == stderr
 
 
 def test_lease_busy_carries_time_remaining():
-    with pytest.raises(srv.LeaseBusy) as info:
-        srv.classify("transaction", result(16, "Path busy. Time remaining = 42", E + "lease path busy"), name="r.org")
+    with pytest.raises(errs.LeaseBusy) as info:
+        errs.classify("transaction", result(16, "Path busy. Time remaining = 42", E + "lease path busy"), name="r.org")
     assert info.value.time_remaining == 42 and info.value.extra["time_remaining"] == 42
 
 
 def test_whitelist_hint_names_the_repository_of_a_lease():
-    with pytest.raises(srv.WhitelistExpired) as info:
-        srv.classify("transaction", result(22, "", "Repository whitelist for $name is expired"), name="r.org/a/b")
+    with pytest.raises(errs.WhitelistExpired) as info:
+        errs.classify("transaction", result(22, "", "Repository whitelist for $name is expired"), name="r.org/a/b")
     assert "the whitelist of r.org has expired" in info.value.message
     assert "'cvmfs_server resign r.org'" in info.value.message
 
 
 def test_success_is_not_an_error():
-    srv.classify("publish", result(0, "Repository r.org is not in a transaction"))
+    errs.classify("publish", result(0, "Repository r.org is not in a transaction"))
