@@ -98,7 +98,6 @@ options:
     default: true
 """
 
-
     KEY_LAYOUT = r"""
 options:
   fields:

@@ -70,8 +70,8 @@ class EventJob(PublishJob):
         credentials = self.credentials
         # the credentials the command line would take from the environment
         conn, options = sync_options(args, credentials.get("AWS_ACCESS_KEY_ID"),
-                                       credentials.get("AWS_SECRET_ACCESS_KEY"),
-                                       credentials.get("AWS_SESSION_TOKEN"))
+                                     credentials.get("AWS_SECRET_ACCESS_KEY"),
+                                     credentials.get("AWS_SESSION_TOKEN"))
         what = "planning" if check else "applying"
         self.log.info("%s %d key(s) of %s from s3://%s/%s to %s"
                       % (what, len(self.keys), self.repository, args.bucket, args.prefix, args.dest))

@@ -42,7 +42,7 @@ description:
     endorser signs it (C(tools/image_list.py) of the collection, or C(openssl)).
 extends_documentation_fragment:
   - sharedsw.cvmfs._openstack
-  - sharedsw.cvmfs.action_groups.openstack
+  - ansible.builtin.action_common_attributes.actiongroups
 options:
   approved:
     description:
@@ -116,6 +116,10 @@ options:
     choices: [community, private, public, shared]
     default: private
 attributes:
+  action_group:
+    support: full
+    membership:
+      - sharedsw.cvmfs.openstack
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
     support: full

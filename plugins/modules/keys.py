@@ -39,7 +39,7 @@ description:
 extends_documentation_fragment:
   - sharedsw.cvmfs._vault
   - sharedsw.cvmfs._vault.key_layout
-  - sharedsw.cvmfs.action_groups.vault
+  - ansible.builtin.action_common_attributes.actiongroups
 options:
   allow_masterkey:
     description:
@@ -93,6 +93,10 @@ options:
     choices: [absent, present, stored]
     default: present
 attributes:
+  action_group:
+    support: full
+    membership:
+      - sharedsw.cvmfs.vault
   check_mode:
     description: Can run in check mode and report what would change without changing it.
     support: full

@@ -103,8 +103,12 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
-  - sharedsw.cvmfs.action_groups.cvmfs_server
+  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
+  action_group:
+    support: full
+    membership:
+      - sharedsw.cvmfs.cvmfs_server
   check_mode:
     description: Can run in check_mode and return the same information, since it never changes anything.
     support: full

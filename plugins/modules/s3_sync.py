@@ -72,8 +72,14 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - sharedsw.cvmfs._s3
-  - sharedsw.cvmfs.action_groups.s3
+  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
+  platform:
+    platforms: posix
+  action_group:
+    support: full
+    membership:
+      - sharedsw.cvmfs.s3
   check_mode:
     support: full
     details: Lists the prefix, walks O(dest) and HEADs new or changed objects (so symlink
