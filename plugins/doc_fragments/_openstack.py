@@ -35,3 +35,16 @@ options:
 requirements:
   - openstacksdk >= 1.0
 """
+
+    # the action group of meta/runtime.yml whose members share these options
+    ACTION_GROUP = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/sharedsw.cvmfs.openstack) in C(module_defaults) to set the cloud options once per play.
+    support: full
+    membership:
+      - sharedsw.cvmfs.openstack
+  platform:
+    platforms: posix
+"""

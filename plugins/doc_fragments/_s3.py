@@ -57,3 +57,17 @@ options:
     type: bool
     default: true
 """
+
+    # the action group of meta/runtime.yml whose members share these options
+    ACTION_GROUP = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/sharedsw.cvmfs.s3) in C(module_defaults) to set the S3 connection (endpoint,
+      credentials, TLS) once per play for the modules that talk to one S3 service.
+    support: full
+    membership:
+      - sharedsw.cvmfs.s3
+  platform:
+    platforms: posix
+"""

@@ -160,3 +160,18 @@ options:
         description: Path of the public key.
         type: str
 """
+
+    # the action group of meta/runtime.yml whose members share these options
+    ACTION_GROUP = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/sharedsw.cvmfs.vault) in C(module_defaults) to set the Vault connection once
+      per play (O(url), O(auth_method) and its credentials, O(engine_mount_point), O(ca_cert)) for the modules that
+      read or write repository keys.
+    support: full
+    membership:
+      - sharedsw.cvmfs.vault
+  platform:
+    platforms: posix
+"""

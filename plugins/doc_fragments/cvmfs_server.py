@@ -22,3 +22,17 @@ notes:
     C(cvmfs_server) itself uses and reports what it would do.
   - At verbosity 4 (C(-vvvv)) the result has C(run_info), the full record of every command run.
 """
+
+    # the action group of meta/runtime.yml whose members share these options
+    ACTION_GROUP = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/sharedsw.cvmfs.cvmfs_server) in C(module_defaults) to set O(name) once for
+      the modules that work on one repository of this host.
+    support: full
+    membership:
+      - sharedsw.cvmfs.cvmfs_server
+  platform:
+    platforms: posix
+"""

@@ -41,14 +41,8 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - sharedsw.cvmfs._amqp
   - sharedsw.cvmfs._s3
-  - ansible.builtin.action_common_attributes.actiongroups
+  - sharedsw.cvmfs._s3.action_group
 attributes:
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership:
-      - sharedsw.cvmfs.s3
   check_mode:
     support: full
     details: Reads the topic, the bucket's notifications and (passively) the exchanges and queues;

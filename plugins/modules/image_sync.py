@@ -41,8 +41,9 @@ description:
   - The document C(docs/openstack.md) of the collection describes the image list format and how an
     endorser signs it (C(tools/image_list.py) of the collection, or C(openssl)).
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - sharedsw.cvmfs._openstack
-  - ansible.builtin.action_common_attributes.actiongroups
+  - sharedsw.cvmfs._openstack.action_group
 options:
   approved:
     description:
@@ -116,10 +117,6 @@ options:
     choices: [community, private, public, shared]
     default: private
 attributes:
-  action_group:
-    support: full
-    membership:
-      - sharedsw.cvmfs.openstack
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
     support: full

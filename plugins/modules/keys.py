@@ -37,9 +37,10 @@ description:
     and fixes mode and owner in place otherwise.
   - See the collection document C(docs/vault-policies.md) for example policies per node type.
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - sharedsw.cvmfs._vault
   - sharedsw.cvmfs._vault.key_layout
-  - ansible.builtin.action_common_attributes.actiongroups
+  - sharedsw.cvmfs._vault.action_group
 options:
   allow_masterkey:
     description:
@@ -93,10 +94,6 @@ options:
     choices: [absent, present, stored]
     default: present
 attributes:
-  action_group:
-    support: full
-    membership:
-      - sharedsw.cvmfs.vault
   check_mode:
     description: Can run in check mode and report what would change without changing it.
     support: full

@@ -27,15 +27,9 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - sharedsw.cvmfs.cvmfs_server
-  - ansible.builtin.action_common_attributes.actiongroups
+  - sharedsw.cvmfs.cvmfs_server.action_group
   - sharedsw.cvmfs.cvmfs_s3
 attributes:
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership:
-      - sharedsw.cvmfs.cvmfs_server
   check_mode:
     support: full
     details: With O(state=snapshot) the revision after is the stratum-0's current revision (what a

@@ -103,12 +103,9 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes.actiongroups
+  - ansible.builtin.action_common_attributes
+  - sharedsw.cvmfs.cvmfs_server.action_group
 attributes:
-  action_group:
-    support: full
-    membership:
-      - sharedsw.cvmfs.cvmfs_server
   check_mode:
     description: Can run in check_mode and return the same information, since it never changes anything.
     support: full

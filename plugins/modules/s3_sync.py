@@ -72,14 +72,8 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - sharedsw.cvmfs._s3
-  - ansible.builtin.action_common_attributes.actiongroups
+  - sharedsw.cvmfs._s3.action_group
 attributes:
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership:
-      - sharedsw.cvmfs.s3
   check_mode:
     support: full
     details: Lists the prefix, walks O(dest) and HEADs new or changed objects (so symlink

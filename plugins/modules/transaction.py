@@ -27,14 +27,8 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - sharedsw.cvmfs.cvmfs_server
-  - ansible.builtin.action_common_attributes.actiongroups
+  - sharedsw.cvmfs.cvmfs_server.action_group
 attributes:
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership:
-      - sharedsw.cvmfs.cvmfs_server
   check_mode:
     support: full
     details: Reads the state files and the scratch area; C(transaction), C(publish), C(abort) and
