@@ -8,6 +8,10 @@ Internal to sharedsw.cvmfs; may change in any release. No Ansible import: the mo
 ``bucket_notification`` and the notification consumer that runs on publishers (``_events``)
 both use it, the latter with the distribution's Python and pika (Debian 12 ships pika 1.2).
 
+Owns the broker connection and declarations. Must not import Ansible (it runs on hosts from
+the host-program archive; relative imports only) nor the files that use it (``_announce``,
+``_event*``, ``_snapshot_listener``).
+
 Public surface:
 
 * :data:`ARGSPEC` -- the connection and auth options of modules (``amqp_*``);

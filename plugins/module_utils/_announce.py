@@ -6,6 +6,10 @@
 Internal to sharedsw.cvmfs; may change in any release. Pure Python + pika, no Ansible import; the
 publisher role installs it with its sibling module_utils files as the package ``sharedsw_cvmfs``.
 
+Must not import Ansible (it runs on hosts from the host-program archive; relative imports only),
+boto3, or the programs (``_publish_*``, ``_event*``, ``_snapshot_listener``): the publish run and
+the stratum-1's listener both import it.
+
 After a run of the publish job (or of the notification consumer's batch) that published, the job
 calls :func:`announce_after_publish`. It reads the revision the stratum-0 now serves and puts one
 message on a durable topic exchange (routing key: the repository name)::

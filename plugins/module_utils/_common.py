@@ -5,6 +5,9 @@
 
 Internal to sharedsw.cvmfs; may change in any release. Pure Python, no Ansible import:
 the same file runs inside modules and in the programs the roles install on hosts.
+
+Must not import Ansible, any third-party library or any other file of the collection: every
+file imports it, the host programs included.
 """
 
 from __future__ import absolute_import, division, print_function

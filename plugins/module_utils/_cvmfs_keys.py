@@ -5,6 +5,9 @@
 
 Internal to sharedsw.cvmfs; may change in any release. No Ansible import.
 
+Must not import Ansible (the ``keys`` module and the ``repo_public_key`` lookup share it) nor the
+Vault client (``_vault``): it names Vault paths and fields, its callers read and write them.
+
 Five kinds of key file live in a keys directory (``/etc/cvmfs/keys``), named after the repository:
 
 ========== ===================== ========== ==========================================

@@ -9,6 +9,9 @@ no Ansible import. What it guarantees is told in ``_events`` (the entry point); 
 :class:`Batch`. Message parsing (``_event_messages``), the window (``_event_window``), the
 publish step (``_event_job``) and the metrics (``_event_metrics``) are separate. Must not
 import the entry points (``_events``, ``_publish_job``).
+
+It runs on publishers from the host-program archive: no ``ansible`` or ``ansible_collections``
+import, relative imports only.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -7,6 +7,9 @@ Internal to sharedsw.cvmfs; may change in any release. Pure Python (no pika, no 
 Ansible), so every rule here is tested without a broker. Owns :func:`parse_message`,
 :class:`Scope` (which bucket and prefixes belong to a consumer) and :class:`Rejected`. Must not
 import the consumer or the publish job.
+
+It runs on publishers from the host-program archive: no ``ansible`` or ``ansible_collections``
+import, relative imports only.
 """
 
 from __future__ import absolute_import, division, print_function

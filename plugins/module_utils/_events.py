@@ -44,6 +44,10 @@ This file is the entry point: the consumer's config and ``main``. The parts: ``_
 (message parsing), ``_event_window`` (the batching window), ``_event_consumer`` (the loop),
 ``_event_job`` (the publish step), ``_event_metrics`` (log lines, status file). The parts must
 not import this file.
+
+As a host program it must not import Ansible (``ansible``, ``ansible_collections``): it runs
+with the distribution's python3 from the host-program archive and imports its parts by
+relative imports only.
 """
 
 from __future__ import absolute_import, division, print_function

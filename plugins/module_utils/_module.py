@@ -5,6 +5,11 @@
 
 Internal to sharedsw.cvmfs; may change in any release.
 
+Ansible side only: imports ``ansible.module_utils`` and the collection's files by
+``ansible_collections`` paths. Must not import the host programs (``_publish_*``, ``_event*``,
+``_snapshot_listener``, ``_s3_sync_cli``), pika or boto3; no file a host program imports may
+import it.
+
 * :class:`CvmfsModule`, the base of every module: a subclass with ``argument_spec``,
   ``module_kwargs`` and ``run()``; ``main()`` is ``ThatModule()()``. ``run()`` fills
   ``self.results`` (``changed`` starts False) and raises :class:`CvmfsError` for anything the user

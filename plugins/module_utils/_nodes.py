@@ -7,6 +7,9 @@ Internal to sharedsw.cvmfs; may change in any release. Pure Python, no Ansible a
 openstacksdk import: used by the ``openstack_nodes`` inventory plugin, the ``openstack_servers``
 and ``security_group_rules`` filters, and tests.
 
+Must not import Ansible or ``_openstack`` (it would load openstacksdk): the filters import it
+and stay fast.
+
 Public surface:
 
 * :data:`NODE_GROUPS`, :data:`GROUPS_KEY`, :data:`CLUSTER_KEY`, :func:`parse_groups`,

@@ -8,6 +8,10 @@ modules (options from ``module.params``), the ``openstack_nodes`` inventory plug
 What a provisioned server means to the service (node types, metadata, addresses, ports) is in
 ``_nodes.py``, which does not need openstacksdk, so filters load fast.
 
+Must not import Ansible (modules and the inventory plugin share it) nor the host programs
+(``_publish_*``, ``_event*``, ``_snapshot_listener``); openstacksdk is imported here only,
+behind a guard.
+
 Public surface:
 
 * :data:`ARGSPEC` -- connection options of every module that talks to OpenStack.

@@ -42,6 +42,10 @@ This file is the entry point: the command line, the lock, the exit status and ``
 The run itself is ``_publish_run.PublishJob``; its config ``_publish_config``; tarball names and
 decompression ``_tarballs``; ``cvmfs_server`` is driven through ``_cvmfs_server``. The parts must
 not import this file (the notification consumer imports the parts too, not this entry point).
+
+As a host program it must not import Ansible (``ansible``, ``ansible_collections``): it runs
+with the distribution's python3 from the host-program archive and imports its parts by
+relative imports only.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -22,6 +22,10 @@ compares them:
 
 Every outcome is one line; lines carry sd-daemon priority prefixes (``<3>`` error, ``<6>``
 info) when stdout is the journal.
+
+As a host program on stratum-1s it must not import Ansible (``ansible``,
+``ansible_collections``; relative imports only), pika, boto3 or the publisher's programs
+(``_publish_*``, ``_event*``).
 """
 
 from __future__ import absolute_import, division, print_function

@@ -7,6 +7,10 @@ Internal to sharedsw.cvmfs; may change in any release. No Ansible import. Functi
 clients (``sns``, ``s3``) so they can be tested with mocks; every failure is a
 :class:`CvmfsError` naming the bucket, topic or notification and what would fix it.
 
+Owns topics and notification entries; the AMQP side is ``_amqp``'s. Must not import Ansible,
+the host programs, or boto3 at import time: callers pass clients, and botocore is imported only
+to sign the one raw RGW request.
+
 RGW behaviour this code relies on (Ceph Pacific 16.2, checked against a real RGW):
 
 * ``CreateTopic`` is an upsert: the same name with other attributes updates the topic.

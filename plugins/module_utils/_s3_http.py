@@ -6,6 +6,10 @@
 Internal to sharedsw.cvmfs; may change in any release. Pure Python (standard library only),
 no Ansible import.
 
+Must not import Ansible, boto3/botocore or the rest of the engine (``_s3_connect``,
+``_s3_fetch`` and ``_s3_sync`` import it): it runs on publishers from the host-program archive,
+relative imports only.
+
 Why this layer exists (measured on a 2-core machine against a loopback SeaweedFS, 1000 GETs of
 1-30 KiB objects, client CPU per object; see bench/s3_sync_bench.py for the full benchmark):
 

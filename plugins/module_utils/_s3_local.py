@@ -7,6 +7,9 @@ the checks before the first change, and applying a plan.
 Internal to sharedsw.cvmfs; may change in any release. Standard library only. Imports only
 the pure parts (_s3_rules, _s3_metadata, _s3_plan) and _common; must not
 import boto3, Ansible, or the S3 side of the engine.
+
+It runs on publishers from the host-program archive (the sync command line imports it), so it
+never imports ``ansible`` or ``ansible_collections``; relative imports only.
 """
 
 from __future__ import absolute_import, division, print_function

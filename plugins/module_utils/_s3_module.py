@@ -8,6 +8,9 @@ Internal to sharedsw.cvmfs; may change in any release. The Ansible side only: :d
 fallbacks), the option rules that go with it, the boto3 import guard, and
 :func:`connection_options`. Imports Ansible; nothing that runs on hosts (the sync engine, the
 command line) may import this file.
+
+It must not import the engine's run (``_s3_sync``, ``_s3_fetch``, ``_s3_local``) or the host
+programs: the modules import the engine themselves.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -6,6 +6,10 @@
 Internal to sharedsw.cvmfs; may change in any release. No Ansible import: the module
 ``sharedsw.cvmfs.s3_sync`` and the command line (``_s3_sync_cli``) both call :func:`sync`.
 
+Must not import Ansible (``_s3_module`` is the modules' side), the command line
+(``_s3_sync_cli``) or the publish job and consumer (``_publish_*``, ``_event*``): they import it,
+on publishers from the host-program archive (relative imports only).
+
 How a run goes (all-or-nothing):
 
 1. **Survey.** A thread lists the prefix (ListObjectsV2, URL-encoded keys, parsed with

@@ -5,6 +5,10 @@
 
 Internal to sharedsw.cvmfs; may change in any release. No Ansible import.
 
+A host program, also imported by the consumer's publish step (``_event_job``): must not import
+Ansible (``ansible``, ``ansible_collections``; relative imports only) nor the publish job or the
+consumer (``_publish_*``, ``_event*``).
+
 Run it as a module of whatever package the module_utils files are installed as (the files use
 relative imports only), e.g. with the collection on ``PYTHONPATH``::
 

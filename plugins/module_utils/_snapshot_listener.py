@@ -30,6 +30,10 @@ Never two snapshots of one replica at once: this program runs at most one per re
 and skips a replica this program is snapshotting).
 
 Log lines are ``event=... key=value``; with the journal as stdout they carry sd-daemon priorities.
+
+As a host program on stratum-1s it must not import Ansible (``ansible``,
+``ansible_collections``; relative imports only), boto3, or the publisher's programs
+(``_publish_*``, ``_event*``).
 """
 
 from __future__ import absolute_import, division, print_function

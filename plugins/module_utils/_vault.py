@@ -6,6 +6,9 @@
 Internal to sharedsw.cvmfs; may change in any release. No Ansible import: the same code serves
 modules (options from ``module.params``), lookup plugins (options from ``get_option``) and tests.
 
+Must not import Ansible (modules and lookups share it), the key layout (``_cvmfs_keys``) or the
+host programs; hvac and requests are imported here only, behind a guard.
+
 Public surface:
 
 * :data:`ARGSPEC` -- the connection and auth options every Vault-using plugin accepts.

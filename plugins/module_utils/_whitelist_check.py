@@ -24,6 +24,10 @@ Parsing and verifying are ``_cvmfs_signed``'s (the one parser of signed CernVM-F
 is ``_http_get``'s.
 
 Lines carry sd-daemon priority prefixes (``<3>`` error, ``<6>`` info) when stdout is the journal.
+
+As a host program on stratum-0s it must not import Ansible (``ansible``,
+``ansible_collections``; relative imports only), pika, boto3 or the publisher's programs
+(``_publish_*``, ``_event*``).
 """
 
 from __future__ import absolute_import, division, print_function
