@@ -16,10 +16,9 @@ relative imports only), e.g. with the collection on ``PYTHONPATH``::
         --endpoint-url https://rgw.example.org --bucket software --prefix cvmfs/ \\
         --dest /cvmfs/sw.example.org --state-file /var/lib/sharedsw-cvmfs/s3-sync/sw.json
 
-or, as the publisher role installs it (``_common.py``, the ``_s3_*.py`` files and this file
-copied into a package directory, e.g. ``/usr/local/lib/sharedsw-cvmfs/cvmfs_s3sync``)::
+or, as the publisher role installs it (in the host-program archive ``sharedsw-cvmfs.pyz``)::
 
-    PYTHONPATH=/usr/local/lib/sharedsw-cvmfs python3 -m cvmfs_s3sync._s3_sync_cli ...
+    PYTHONPATH=/usr/local/lib/sharedsw-cvmfs/sharedsw-cvmfs.pyz python3 -m sharedsw_cvmfs._s3_sync_cli ...
 
 Credentials are never taken from the command line: use ``--profile`` or the environment
 (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, e.g. from a systemd

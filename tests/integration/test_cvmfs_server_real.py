@@ -11,7 +11,6 @@ import uuid
 
 import pytest
 
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_server as srv
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _cvmfs_server_errors as errs
 from tests.support.cvmfs_lab_host import skip_module_without_packages
 from tests.support.tarballs import tarball

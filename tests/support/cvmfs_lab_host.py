@@ -255,7 +255,7 @@ def package_files(*modules):
 
 RUNNER_SNIPPET = r"""
 import json, sys
-from sharedsw_cvmfs import _cvmfs_server as srv
+from sharedsw_cvmfs import _cvmfs_server as srv, _cvmfs_server_errors as errs
 request = json.loads(sys.argv[1])
 server = srv.CvmfsServer(**request["options"])
 try:
@@ -286,7 +286,7 @@ class RemoteRunner:
         result = answer["result"] and srv.CommandResult(answer["result"]["cmd"], answer["result"]["rc"],
                                                         answer["result"]["stdout"], answer["result"]["stderr"])
         if "error" in answer:
-            error_class = getattr(srv, answer["error"])
+            error_class = getattr(errs, answer["error"])
             extra = {} if result else answer["extra"]
             raise error_class(answer["message"], result, **extra)
         return result
