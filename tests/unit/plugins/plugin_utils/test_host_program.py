@@ -110,6 +110,24 @@ def test_the_collections_programs_include_every_program_the_units_run():
     assert run <= set(hp.entry_points(hp.module_utils_dir()))
 
 
+def test_every_unit_that_runs_a_program_has_the_archive_on_its_path():
+    """A unit that runs ``-m sharedsw_cvmfs.<program>`` finds the package only in the archive: its
+    PYTHONPATH must be the role's ``__<role>_program`` (the archive), not the directory around it."""
+    checked = 0
+    for directory in TEMPLATE_DIRS:
+        role = os.path.basename(os.path.dirname(directory))
+        for name in os.listdir(directory):
+            if not name.endswith(".service.j2"):
+                continue
+            with open(os.path.join(directory, name)) as handle:
+                text = handle.read()
+            if " -m %s." % hp.PACKAGE not in text:
+                continue
+            checked += 1
+            assert "PYTHONPATH={{ __%s_program }} " % role in text, "%s/%s: PYTHONPATH is not the archive" % (role, name)
+    assert checked, "no unit template runs a host program"
+
+
 def test_the_collection_version_is_in_the_archive():
     data = hp.build_archive(hp.module_utils_dir(), hp.collection_version())
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
