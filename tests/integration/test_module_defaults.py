@@ -133,7 +133,7 @@ def test_vault_group_sets_the_vault_connection(tmp_path, openbao):
 
 def test_openstack_group_sets_the_cloud(tmp_path, openstack_double):
     """The cloud once: image_sync with an empty endorsed list leaves the double's Glance as it is."""
-    from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _images as images  # pylint: disable=import-outside-toplevel
+    from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _image_signature as images  # pylint: disable=import-outside-toplevel
     private_pem, public_pem = images.generate_key()
     (tmp_path / "endorser.pub").write_bytes(public_pem)
     data = yaml.safe_dump({"format": 1, "endorser": "images.example.org", "issued": "2026-01-01T00:00:00Z",
