@@ -2,6 +2,9 @@
 
 import base64
 import json
+import os
+import signal
+import subprocess
 import time
 import urllib.request
 import uuid
@@ -106,3 +109,16 @@ def loopback_alias(address):
         except OSError:
             continue
     return None
+
+
+def terminate(process, timeout=120):
+    """SIGTERM a program the test started (in its own session), as systemd stops it; SIGKILL its
+    whole session if it has not stopped after ``timeout`` seconds. Returns its exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode

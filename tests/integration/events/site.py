@@ -22,7 +22,7 @@ import time
 
 from tests.support.host_program import build_host_program
 
-from .helpers import module_args, unique, wait_for
+from .helpers import module_args, terminate, unique, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
@@ -121,15 +121,9 @@ class Site:
     def stop(self):
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(120)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = terminate(self.process)
         self.log_handle.close()
-        code, self.process = self.process.returncode, None
+        self.process = None
         return code
 
     def log(self):

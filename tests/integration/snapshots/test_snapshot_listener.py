@@ -16,14 +16,13 @@ No test asserts how fast anything happens; waits have generous upper bounds.
 
 import json
 import os
-import signal
 import subprocess
 
 import pytest
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils import _announce
 from tests.cvmfs_double import DoubleHost, make_storage
-from tests.integration.events.helpers import drain, queue_depth, unique, wait_for
+from tests.integration.events.helpers import drain, queue_depth, terminate, unique, wait_for
 from tests.integration.events.site import host_python
 from tests.support.host_program import build_host_program
 
@@ -85,15 +84,9 @@ class Stratum1:
     def stop(self):
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        code = terminate(self.process, 60)
         self.log_handle.close()
-        code, self.process = self.process.returncode, None
+        self.process = None
         return code
 
     def log(self):
