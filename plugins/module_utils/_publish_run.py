@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import datetime
 import json
 import os
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 from . import _tarballs
 from ._announce import announce_after_publish
@@ -112,7 +114,7 @@ class PublishJob:
         self.sync_backup = self.sync_state + ".before-transaction"
         self.dest = os.path.join(config["mount_dir"], self.repository) + ("" if config["path"] == "/" else config["path"])
         self.summary = {"repository": self.repository, "lease": config["lease"], "published": False,
-                        "sync": None, "ingested": [], "outcome": None, "message": None}
+                        "sync": None, "ingested": [], "outcome": None, "message": None, "phases": {}}
         self.child = None
         self._s3 = None
         self.previous_handlers = {}
@@ -195,6 +197,16 @@ class PublishJob:
         """Repository-relative directory a tarball ``base`` is unpacked into."""
         parts = [p for p in (self.config["path"], self.source["ingest_dir"], base) if p and p != "/"]
         return posixpath.normpath("/".join(p.strip("/") for p in parts))
+
+    @contextlib.contextmanager
+    def timed(self, phase):
+        """Add the seconds the block takes to ``summary["phases"][phase]`` (also when it fails)."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            phases = self.summary["phases"]
+            phases[phase] = round(phases.get(phase, 0.0) + time.monotonic() - started, 3)
 
     # ---- sync -----------------------------------------------------------------------------
 
@@ -337,10 +349,12 @@ class PublishJob:
         self._backup_sync_state()
         self._write_marker()
         try:
-            self.cvmfs.open()
+            with self.timed("open"):
+                self.cvmfs.open()
             changed = False
             if sync:
-                result = self.run_sync(check=False)
+                with self.timed("sync"):
+                    result = self.run_sync(check=False)
                 self.summary["sync"] = _sync_summary(result)
                 changed = bool(result.get("changed"))
                 if result.get("changed") is None:
@@ -356,11 +370,14 @@ class PublishJob:
             self.shield()
             if changed:
                 self.log.info("publishing %s" % self.repository)
-                self.cvmfs.publish()
+                with self.timed("publish"):
+                    self.cvmfs.publish()
                 self.summary["published"] = True
             else:
                 self.log.info("nothing changed in %s; closing the transaction without publishing" % self.config["lease"])
-                if not self.cvmfs.abort():
+                with self.timed("abort"):
+                    closed = self.cvmfs.abort()
+                if not closed:
                     raise CvmfsError("could not close the unchanged transaction on %s" % self.repository)
         except BaseException as error:
             self.shield()
@@ -391,7 +408,8 @@ class PublishJob:
             try:
                 self.log.info("downloading %s" % url)
                 try:
-                    self.s3().download_file(self.source["bucket"], key, path)
+                    with self.timed("download"):
+                        self.s3().download_file(self.source["bucket"], key, path)
                 except Exception as error:  # pylint: disable=broad-except
                     raise CvmfsError("cannot download %s: %s" % (url, error))
                 if compression:
@@ -402,7 +420,8 @@ class PublishJob:
                                          "stays in the bucket: upload it again" % (url, compression, describe_error(error)))
                 self.log.info("ingesting %s into /%s" % (key, target))
                 try:
-                    self.cvmfs.ingest(path, target, compression)
+                    with self.timed("ingest"):
+                        self.cvmfs.ingest(path, target, compression)
                 except BaseException as error:
                     self.shield()
                     if self.cvmfs.in_transaction():
@@ -438,7 +457,8 @@ class PublishJob:
         tarballs = self.pending_tarballs()
         sync = bool(self.source["sync"])
         if sync and self.config["plan_first"] and os.path.isdir(self.dest):
-            plan = self.run_sync(check=True)
+            with self.timed("plan"):
+                plan = self.run_sync(check=True)
             if plan.get("changed") is False:
                 sync = False
                 self.summary["sync"] = _sync_summary(plan)

@@ -163,6 +163,7 @@ def test_publishes_new_content_then_does_nothing(site):
     assert site.commands() == ["transaction", "publish"]
     assert all(c["stdin_devnull"] and c["LC_ALL"] == "C" for c in site.calls())
     assert site.last_run()["published"] is True and site.last_run()["outcome"] == "ok"
+    assert_phases(site.last_run(), ["open", "plan", "publish", "sync"])
     assert_clean(site)
 
     second = site.run()
@@ -170,6 +171,15 @@ def test_publishes_new_content_then_does_nothing(site):
     assert site.commands() == ["transaction", "publish"], "an unchanged bucket must not take a lease"
     assert "up to date" in second.log
     assert site.last_run()["published"] is False
+    assert_phases(site.last_run(), ["plan"])
+
+
+def assert_phases(last_run, names):
+    """last-run.json times each phase the run went through, and only those."""
+    phases = last_run["phases"]
+    assert sorted(phases) == names
+    assert all(isinstance(seconds, float) and seconds >= 0 for seconds in phases.values()), phases
+    assert sum(phases.values()) <= last_run["seconds"], (phases, last_run["seconds"])
 
 
 def test_changes_and_deletions_reach_the_repository(site):
@@ -195,6 +205,7 @@ def test_sync_failure_inside_the_transaction_aborts(site):
     assert "aborting the transaction" in result.log
     assert site.tree(site.published()) == {}
     assert site.last_run()["outcome"] == "failed"
+    assert_phases(site.last_run(), ["open", "sync"])
     assert_clean(site)
 
 
@@ -389,6 +400,7 @@ def test_tarballs_under_the_ingest_prefix_are_ingested_then_removed(site):
     assert site.keys() == ["cvmfs/README", "ingest/notes.txt"], "an ingested tarball must leave the bucket"
     assert "not a tarball" in result.log
     assert site.last_run()["ingested"] == ["ingest/tools/foo-1.0.tar.gz"]
+    assert_phases(site.last_run(), ["download", "ingest", "open", "plan", "publish", "sync"])
     # the next sync leaves the ingested tree alone (ingest_dir is excluded from the mirror)
     site.put("cvmfs/README", b"synced again")
     assert site.run().returncode == 0
