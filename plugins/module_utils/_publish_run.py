@@ -239,7 +239,8 @@ class PublishJob:
         for pattern in source["exclude"]:
             argv += ["--exclude", pattern]
         if check:
-            argv += ["--check"]
+            # the plan only decides whether to take a lease: the first path to fetch answers it
+            argv += ["--check", "--first-change"]
         return argv
 
     def run_sync(self, check):

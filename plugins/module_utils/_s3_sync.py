@@ -87,11 +87,14 @@ class Options:
                  allow_symlink_escape=False, reject_case_conflicts=False,
                  multipart_threshold=64 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024,
                  verify_checksum=True, retries=5, max_reported=100, check_mode=False, diff=False,
-                 on_missing="fail"):
+                 on_missing="fail", first_change_only=False):
         if on_invalid not in ("fail", "skip"):
             raise CvmfsError("on_invalid must be 'fail' or 'skip', not %r" % (on_invalid,))
         if on_missing not in ("fail", "warn"):
             raise CvmfsError("on_missing must be 'fail' or 'warn', not %r" % (on_missing,))
+        if first_change_only and not check_mode:
+            raise CvmfsError("first_change_only is a question a check (check_mode) asks; a sync that writes "
+                             "must see every change")
         if not bucket:
             raise CvmfsError("bucket must be given")
         if not dest:
@@ -121,7 +124,16 @@ class Options:
         self.retries = retries
         self.max_reported = max_reported
         self.check_mode = check_mode
+        self.first_change_only = first_change_only
         self.diff = diff
+
+
+class _FirstChange(Exception):
+    """A check with ``first_change_only`` found a path whose content must be fetched: no need to look further."""
+
+    def __init__(self, path):
+        Exception.__init__(self, path)
+        self.path = path
 
 
 class Sync:
@@ -281,7 +293,11 @@ class Sync:
                 dest_lock = self._prepare_dest(stale)
             self.fetcher.start(self.staging)
             self.log("local tree: %d entries; state: %d entries" % (len(tree), len(state.objects)))
-            self._survey(pages, tree, state)
+            try:
+                self._survey(pages, tree, state)
+            except _FirstChange as change:
+                self._abort.set()   # stops the listing threads: the question is answered
+                return {"changed": True, "first_change": display(change.path)}
             self.log("listed %d selected keys, %d to fetch or probe, %d rejected so far"
                      % (len(self.entries), self.fetcher.queued, len(self.rejections)))
             self.fetcher.wait()
@@ -394,6 +410,8 @@ class Sync:
                 entries[entry.name] = entry
                 self._decide(entry)
                 if entry.action != "keep":
+                    if o.first_change_only and entry.action == "fetch":
+                        raise _FirstChange(path)   # certain; a 'probe' is only a maybe: it is looked at
                     batch.append(entry)
             if batch:
                 self.fetcher.submit(batch)

@@ -93,6 +93,9 @@ def _parser():
     p.add_argument("--retries", type=int, default=5)
     p.add_argument("--max-reported", type=int, default=100)
     p.add_argument("--check", action="store_true", help="plan only, write nothing")
+    p.add_argument("--first-change", action="store_true",
+                   help="with --check: only say whether anything changed, stopping at the first path to add or "
+                        "update (no object metadata is read); the JSON then has changed and first_change")
     p.add_argument("--diff", action="store_true", help="include the per-path diff in the JSON")
     p.add_argument("--boto-only", action="store_true", help="send every request through boto3 (slower)")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -122,7 +125,7 @@ def sync_options(args, access_key=None, secret_key=None, session_token=None):
         allow_symlink_escape=args.allow_symlink_escape, reject_case_conflicts=args.reject_case_conflicts,
         multipart_threshold=args.multipart_threshold, verify_checksum=not args.no_verify_checksum,
         retries=args.retries, max_reported=args.max_reported, check_mode=args.check, diff=args.diff,
-        on_missing=args.on_missing)
+        on_missing=args.on_missing, first_change_only=args.first_change)
     return conn, options
 
 

@@ -218,3 +218,44 @@ def test_object_grown_after_listing_is_not_held_in_memory(s3_server, bucket, tmp
     assert result["transferred_bytes"] == 32 * MIB
     # held whole, the 32 MiB body would need at least 32 MiB (twice that with the join)
     assert peak < 8 * MIB, "%.1f MiB of Python memory at the peak" % (peak / MIB)
+
+
+def _check_via_proxy(server, bucket, tmp_path, **options):
+    """A check through a proxy that records every request; returns (result, requests)."""
+    proxy = FaultProxy(*_upstream(server))
+    try:
+        result = _sync_via(proxy, server, bucket, tmp_path, check_mode=True, **options)
+    finally:
+        proxy.close()
+    return result, [(method, path.split("?")[0]) for method, path, unused in proxy.log]
+
+
+def test_first_change_check_reads_no_metadata(s3_server, bucket, tmp_path):
+    client = s3_server.client()
+    for number in range(1500):   # two listing pages
+        client.put_object(Bucket=bucket, Key="cvmfs/pkg/f%04d" % number, Body=b"x", Metadata={"mode": "755"})
+    full, full_requests = _check_via_proxy(s3_server, bucket, tmp_path)
+    assert full["changed"] is True and full["added"]["count"] == 1501   # and the directory pkg
+    assert sum(method == "HEAD" for method, unused in full_requests) == 1500   # a full check reads metadata
+
+    quick, requests = _check_via_proxy(s3_server, bucket, tmp_path, first_change_only=True)
+    assert quick["changed"] is True and quick["first_change"].startswith("pkg/f")
+    # listing requests only (how many pages the listers fetched before they stopped depends on threads)
+    assert requests and all(method == "GET" and path == "/" + bucket for method, path in requests), requests
+    assert not os.path.exists(str(tmp_path / "repo")), "a check writes nothing"
+
+
+def test_first_change_check_still_sees_deletions_and_no_change(s3_server, bucket, tmp_path):
+    put(s3_server, bucket, "cvmfs/keep", b"same")
+    put(s3_server, bucket, "cvmfs/gone", b"soon deleted")
+    _sync(s3_server, bucket, tmp_path, "fast")
+    quiet, unused = _check_via_proxy(s3_server, bucket, tmp_path, first_change_only=True)
+    assert quiet["changed"] is False and "first_change" not in quiet
+    s3_server.client().delete_object(Bucket=bucket, Key="cvmfs/gone")
+    deleted, unused = _check_via_proxy(s3_server, bucket, tmp_path, first_change_only=True)
+    assert deleted["changed"] is True and deleted["changed_paths"]["deleted"] == ["gone"]
+
+
+def test_first_change_only_is_refused_outside_a_check(tmp_path):
+    with pytest.raises(CvmfsError, match="first_change_only"):
+        engine.Options(bucket="b", dest=str(tmp_path), first_change_only=True)

@@ -182,6 +182,32 @@ def assert_phases(last_run, names):
     assert sum(phases.values()) <= last_run["seconds"], (phases, last_run["seconds"])
 
 
+RECORDING_SYNC = """
+import json, subprocess, sys
+proc = subprocess.run([sys.executable, "-m", "sharedsw_cvmfs._s3_sync_cli"] + sys.argv[2:], capture_output=True, text=True)
+with open(sys.argv[1], "a") as log:
+    log.write(json.dumps({"argv": sys.argv[2:], "result": proc.stdout.strip().splitlines()[-1:]}) + "\\n")
+sys.stdout.write(proc.stdout)
+sys.stderr.write(proc.stderr)
+sys.exit(proc.returncode)
+"""
+
+
+def test_the_plan_stops_at_the_first_change(site, tmp_path):
+    """The plan only decides whether to take a lease: it stops at the first path to fetch."""
+    recorder, runs = tmp_path / "recording_sync.py", tmp_path / "sync-runs.jsonl"
+    recorder.write_text(RECORDING_SYNC)
+    for number in range(5):
+        site.put("cvmfs/pkg/f%d" % number, b"content %d" % number)
+    result = site.run(sync_command=[sys.executable, str(recorder), str(runs)])
+    assert result.returncode == 0, result.log
+    plan, real = [json.loads(line) for line in runs.read_text().splitlines()]
+    assert "--check" in plan["argv"] and "--first-change" in plan["argv"] and "--check" not in real["argv"]
+    assert json.loads(plan["result"][0])["first_change"].startswith("pkg/f")
+    assert json.loads(real["result"][0])["added"]["count"] == 6   # the five files and their directory
+    assert sorted(site.tree(site.published())) == ["pkg/f%d" % n for n in range(5)]
+
+
 def test_changes_and_deletions_reach_the_repository(site):
     site.put("cvmfs/a", b"one")
     site.put("cvmfs/b", b"two")
