@@ -29,7 +29,7 @@ from ._common import CvmfsError, describe_error
 from ._event_job import EventJob
 from ._event_messages import Rejected, Scope, parse_message
 from ._event_metrics import Metrics, iso_time, median, now_text, quote
-from ._event_window import Delivery, Window
+from ._event_window import Delivery, Window, covered_by_full_sync
 from ._program_support import Lock, Log
 from ._publish_run import EXIT_OK
 
@@ -58,6 +58,7 @@ class Batch:
         self.full = full
         self.reason = reason
         self.started = time.time()
+        self.run_started = None   # when the job started, after the publish lock
         self.finished = None
         self.job = None
         self.summary = None
@@ -84,6 +85,7 @@ class Consumer(_amqp.ReconnectingClient):
         self.window = Window(config["debounce"], config["max_wait"], config["prefetch"], config["max_batch_bytes"])
         self.stopping = False
         self.need_full = None          # reason of the next full re-sync, or None
+        self.full_sync_started = None  # when the last successful full sync started (epoch seconds)
         self.batch = None
         self.backoff_until = 0.0
         self.failures_in_row = 0
@@ -304,7 +306,7 @@ class Consumer(_amqp.ReconnectingClient):
     # ---- batches ----------------------------------------------------------------------
 
     def start_batch(self):
-        deliveries = self.window.take()
+        deliveries = self.ack_covered(self.window.take())
         keys = set()
         for delivery in deliveries:
             keys.update(delivery.keys)
@@ -325,6 +327,19 @@ class Consumer(_amqp.ReconnectingClient):
         batch.thread.daemon = True
         batch.thread.start()
 
+    def ack_covered(self, deliveries):
+        """Acknowledge, without a publish, the messages the last full sync already covered (a
+        backlog left while the consumer was down is drained by one full sync, not one per window);
+        returns the others."""
+        covered, rest = covered_by_full_sync(deliveries, self.full_sync_started)
+        if covered:
+            for delivery in covered:
+                self.channel.basic_ack(delivery.tag)
+            self.metrics.add("messages_covered", len(covered))
+            self.say("covered_acked", messages=len(covered), events=sum(d.records for d in covered),
+                     note="older than the last full sync, which applied them")
+        return rest
+
     def process(self, batch):
         """The worker thread: lock, publish job (keys or full), unlock. No pika calls here."""
         lock = Lock(self.job_config["lock_file"])
@@ -336,6 +351,7 @@ class Consumer(_amqp.ReconnectingClient):
                 if not waited:
                     self.log.info("waiting for %s (the publish timer's run)" % self.job_config["lock_file"])
                     waited = True
+            batch.run_started = time.time()
             try:
                 batch.job = EventJob(self.job_config, self.log, keys=None if batch.full else batch.keys, env=self.env)
                 if self.stopping:
@@ -383,6 +399,8 @@ class Consumer(_amqp.ReconnectingClient):
         if mode == "full":
             self.metrics.add("full_syncs")
         if batch.error is None:
+            if mode == "full" and batch.run_started is not None:
+                self.full_sync_started = max(self.full_sync_started or 0.0, batch.run_started)
             self.failures_in_row = 0
             self.backoff_until = 0.0
             if published:

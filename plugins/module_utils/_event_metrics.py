@@ -23,8 +23,8 @@ class Metrics:
     """Counters, the last batch, and the status file."""
 
     COUNTERS = ("messages_received", "events_received", "events_coalesced", "batches", "publishes", "full_syncs",
-                "failures", "requeued", "dead_lettered", "dead_letter_refused", "malformed", "foreign", "reconnects",
-                "acks_lost", "pauses")
+                "messages_covered", "failures", "requeued", "dead_lettered", "dead_letter_refused", "malformed",
+                "foreign", "reconnects", "acks_lost", "pauses")
 
     def __init__(self, path, repository, queue):
         self.path = path

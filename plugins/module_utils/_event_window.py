@@ -66,3 +66,26 @@ class Window:
     def take(self):
         items, self.items, self.first, self.last, self.bytes = self.items, [], None, None, 0
         return items
+
+
+#: Events stamped less than this many seconds before a full sync started are synced again, not
+#: taken as covered by it: RGW stamps ``eventTime`` on its own clock, and a long upload may be
+#: stamped when it began but become visible to a listing only when it completed.
+COVERED_MARGIN = 60.0
+
+
+def covered_by_full_sync(deliveries, full_sync_started, margin=COVERED_MARGIN):
+    """Split ``deliveries`` into (covered, rest): a delivery is covered when every event in it
+    happened well before ``full_sync_started`` (epoch seconds; None: nothing is covered), so the
+    full sync that started then already listed what it announces. A delivery whose events are
+    not all stamped is never covered."""
+    if full_sync_started is None:
+        return [], list(deliveries)
+    covered, rest = [], []
+    for delivery in deliveries:
+        stamped = delivery.times and len(delivery.times) == delivery.records
+        if stamped and max(delivery.times) < full_sync_started - margin:
+            covered.append(delivery)
+        else:
+            rest.append(delivery)
+    return covered, rest

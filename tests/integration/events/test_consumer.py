@@ -8,6 +8,7 @@ instead of hanging.
 import concurrent.futures
 import json
 import threading
+import time
 
 import pytest
 
@@ -365,3 +366,25 @@ def test_a_password_sent_without_tls_off_loopback_is_warned_about(site_factory):
     assert site.stop() == 0
     [line] = [line for line in site.log().splitlines() if "event=amqp_cleartext_login" in line]
     assert alias in line and "tls" in line
+
+
+def test_a_backlog_older_than_the_start_sync_is_drained_without_more_publishes(site_factory):
+    """Messages left in the queue while the consumer was down (a large upload) are covered by the
+    full sync it runs when it connects: acknowledged without one full sync per window."""
+    site = site_factory(prefetch=20, max_keys=5)
+    for number in range(3):
+        site.put("cvmfs/pkg/f%d" % number, b"%d" % number)
+    long_ago = time.time() - 600
+    for number in range(100):
+        site.publish_event(event(site.bucket, "cvmfs/pkg/f%d" % (number % 25), when=long_ago))   # > max_keys a window
+    site.start().wait_connected()
+    site.wait(lambda: queue_depth(site.mq, site.queue) == 0 and site.status().get("state") == "idle",
+              "the backlog to be taken")
+    counters = site.status()["counters"]
+    assert counters["full_syncs"] == 1 and counters["messages_covered"] >= 100 - 20, counters
+    assert site.published_tree() == site.bucket_tree()
+    assert len(site.calls("publish")) == 1
+
+    site.put("cvmfs/pkg/new", b"after the start")   # a fresh event is never taken as covered
+    site.wait(lambda: "pkg/new" in site.published_tree(), "a new upload to be published")
+    assert site.status()["counters"]["full_syncs"] == 1

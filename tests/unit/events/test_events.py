@@ -260,3 +260,18 @@ def test_the_consumer_warns_of_a_password_sent_in_clear(tmp_path, job_config, ho
     stream = io.StringIO()
     consumer.Consumer(config, Log(stream=stream))
     assert ("event=amqp_cleartext_login" in stream.getvalue()) == warned, stream.getvalue()
+
+
+def _stamped(*times, records=None):
+    return batching.Delivery(1, {"k"}, list(times), len(times) if records is None else records, 0, "f", 0.0, b"{}", None)
+
+
+def test_only_messages_well_before_the_last_full_sync_are_covered_by_it():
+    started = 10000.0
+    old = _stamped(started - 600, started - 61)
+    recent = _stamped(started - 600, started - 59)      # one event inside the margin: synced again
+    unstamped = _stamped(records=1)                     # no eventTime: never taken as covered
+    partly = _stamped(started - 600, records=2)         # one of two records stamped
+    covered, rest = batching.covered_by_full_sync([old, recent, unstamped, partly], started, margin=60)
+    assert covered == [old] and rest == [recent, unstamped, partly]
+    assert batching.covered_by_full_sync([old], None) == ([], [old])   # no full sync yet
