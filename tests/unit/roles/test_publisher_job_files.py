@@ -1,0 +1,69 @@
+"""publisher role: the files of a publish job and of its notification consumer (tasks/job_files.yml,
+tasks/events_job.yml) are written when they differ from what the host holds, and left alone (their
+write tasks skipped, nothing changed) when the host holds them already.
+
+The role's tasks run for real (local connection, a host that is not booted) into a scratch tree,
+twice; the second run finds every file as wanted. A changed file is written again.
+"""
+
+import sys
+
+from tests.support.local_plays import run_plays, task_results
+
+from .test_squid_config import FACTS
+
+REPOSITORY = "sw.example.org"
+CATALOGUE = [{"name": REPOSITORY, "stratum0": "s0.example.org", "gateway": {"enabled": True},
+              "publishers": [{"host": "pub"}],
+              "source": {"bucket": "software", "prefix": "cvmfs/", "schedule": "hourly",
+                         "credentials": {"access_key": "AK", "secret_key": "SK"}}}]
+ROLE_VARS = {"publisher_repositories": CATALOGUE, "publisher_host_name": "pub", "publisher_vault_enabled": False,
+             "publisher_events_enabled": True, "publisher_events_provision": False,
+             "publisher_events_amqp": {"host": "mq.example.org", "username": "pub", "password": "s3cret-amqp"},
+             "publisher_announce_enabled": True,
+             "publisher_announce_amqp": {"host": "mq.example.org", "username": "pub", "password": "s3cret-announce"},
+             "__common_is_booted": False}
+WRITES = ["State directory of the job for " + REPOSITORY, "AMQP password of the announcements of " + REPOSITORY,
+          "Job configuration of " + REPOSITORY, "Drop-in directories of the units of " + REPOSITORY,
+          "Service drop-in with the owner of the job of " + REPOSITORY,
+          "Timer drop-in with the schedule of the job of " + REPOSITORY,
+          "AMQP password of the consumer of " + REPOSITORY, "Consumer configuration of " + REPOSITORY,
+          "Drop-in directory of the consumer of " + REPOSITORY, "Consumer drop-in with the owner of " + REPOSITORY]
+
+
+def _run(work):
+    paths = {"__publisher_config_dir": str(work / "etc"), "__publisher_systemd_dir": str(work / "systemd"),
+             "__publisher_state_root": str(work / "state")}
+    tasks = [{"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.publisher", "tasks_from": name},
+              "vars": paths, "loop": "{{ publisher_repositories | sharedsw.cvmfs.publisher_jobs('pub') }}", "loop_control": {"loop_var": "__publisher_job"}}
+             for name in ("job_files.yml", "events_job.yml")]
+    play = {"name": "job files", "hosts": "pub", "gather_facts": False, "vars": ROLE_VARS,
+            "tasks": [{"ansible.builtin.file": {"path": str(work / d), "state": "directory", "mode": "0755"}}
+                      for d in ("etc", "systemd", "state")] + tasks}
+    inventory = {"all": {"hosts": {"pub": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}
+    returncode, parsed, output = run_plays(work, [play], inventory, {"pub": FACTS})
+    assert returncode == 0, output
+    return task_results(parsed, "pub")
+
+
+def _written(results):
+    return [name for name in WRITES if results[name].get("skip_reason") is None and not results[name].get("skipped")]
+
+
+def test_files_written_once_then_left_alone(tmp_path):
+    first = _run(tmp_path)
+    assert _written(first) == WRITES
+    assert all(first[name].get("changed") for name in WRITES)
+
+    second = _run(tmp_path)
+    assert _written(second) == []
+    assert not any(result.get("changed") for result in second.values())
+
+
+def test_a_changed_file_is_written_again(tmp_path):
+    _run(tmp_path)
+    (tmp_path / "etc" / (REPOSITORY + ".json")).write_text("{}\n")
+    (tmp_path / "etc" / (REPOSITORY + ".amqp-password")).chmod(0o644)
+    again = _run(tmp_path)
+    assert _written(again) == ["Job configuration of " + REPOSITORY, "AMQP password of the consumer of " + REPOSITORY]
+    assert again["Job configuration of " + REPOSITORY]["changed"] is True
