@@ -290,7 +290,8 @@ def _validate(label, value, spec):
     if result.error_messages:
         messages = [_readable(m) for m in result.error_messages]
         raise CvmfsError("%s: %s" % (label, "; ".join(sorted(set(messages)))))
-    return result.validated_parameters["entry"]
+    # a copy: the validator fills sub-options into the spec's own default dicts, shared by every entry
+    return copy.deepcopy(result.validated_parameters["entry"])
 
 
 def _plain(value):

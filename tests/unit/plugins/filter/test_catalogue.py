@@ -41,6 +41,13 @@ def test_minimal_entry_gets_every_default():
     assert repo["publishers"] == [] and repo["meta"] is None
 
 
+def test_defaults_are_not_shared_between_entries():
+    first, second = normalise([entry(), entry(name="data.example.net", stratum0="s0.example.net")])
+    assert first["gateway"]["url"] == "http://s0.example.org:4929/api/v1"
+    assert second["gateway"]["url"] == "http://s0.example.net:4929/api/v1"
+    assert first["gateway"] is not second["gateway"]
+
+
 def test_s3_storage_urls():
     s3 = {"host": "rgw.example.org", "port": 8080, "bucket": "cvmfs", "use_https": False,
           "credentials": {"vault_path": "cvmfs/s3/s0"}}
