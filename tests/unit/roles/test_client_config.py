@@ -180,14 +180,14 @@ def test_site_keys_and_commands(rendered, work):
     assert "PRIVATE" not in rendered["site"]["user_data"]
     assert all(f["permissions"] == "0644" and f["owner"] == "root:root" for f in data["write_files"])
     # client_mount_mode auto (the default): the VM's kernel decides at boot (test_auto_decides_at_boot)
-    assert data["packages"] == ["cvmfs", "cvmfs-fuse3", "attr", "autofs"]
+    assert data["packages"] == ["cvmfs", "cvmfs-fuse3", "cvmfs-config-default", "attr", "autofs"]
     assert len(data["runcmd"]) == 2 and data["runcmd"][0].startswith("if grep -qw autofs /proc/filesystems; then")
     assert data["runcmd"][1] == ["cvmfs_config", "probe"]
 
 
 def test_autofs(rendered):
     data = _user_data(rendered, "autofs")
-    assert data["packages"] == ["cvmfs", "cvmfs-fuse3", "attr", "autofs"]
+    assert data["packages"] == ["cvmfs", "cvmfs-fuse3", "cvmfs-config-default", "attr", "autofs"]
     assert data["runcmd"] == [["cvmfs_config", "setup"], ["cvmfs_config", "probe"]]
 
 
