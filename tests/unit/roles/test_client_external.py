@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.support.cvmfs_keyset import keyset
-from tests.unit.roles.test_client_config import FACTS, INVENTORY, _files, _run, _settings, _user_data
+from tests.unit.roles.test_client_config import INVENTORY, _files, _settings, _user_data, configure_twice, render_cases
 
 CATALOGUE = [
     {"name": "sw.example.org", "stratum0": "s0.example.org"},
@@ -69,27 +69,15 @@ REFUSED = {
 
 @pytest.fixture(scope="module")
 def rendered(work):
-    def play(name, case_vars):
-        def record(value):
-            return {"ansible.builtin.set_fact": {
-                "client_results": "{{ client_results | default({}) | combine({%r: %s}) }}" % (name, value)}}
-        return {"name": name, "hosts": "vm", "gather_facts": False, "vars": case_vars,
-                "tasks": [{"block": [
-                    {"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.client", "tasks_from": "cloud_init"}},
-                    record("{'user_data': client_cloud_init_user_data}")],
-                    "rescue": [record("{'failed': ansible_failed_result.msg}")]}]}
     no_config_repo = [e for e in _catalogue(work) if not e.get("config_repository") and e["name"] != "tools.community.org"]
     bad_key = _catalogue(work)
     bad_key[1]["public_key"] = {"file": "/etc/hostname"}
-    refused = {"config_repository_missing": _vars(work, cvmfs_repositories=no_config_repo,
-                                                  **REFUSED["config_repository_missing"][0]),
-               "bad_package": _vars(work, **REFUSED["bad_package"][0]),
-               "pem_file_not_a_key": _vars(work, cvmfs_repositories=bad_key)}
-    plays = [FACTS] + [play(n, _vars(work, **v)) for n, v in CASES.items()] + [play(n, v) for n, v in refused.items()]
-    plays.append({"name": "results", "hosts": "vm", "gather_facts": False,
-                  "tasks": [{"ansible.builtin.debug": {"var": "client_results"}}]})
-    out = _run(work, plays, "render")
-    return out["plays"][-1]["tasks"][0]["hosts"]["vm"]["client_results"]
+    cases = {name: _vars(work, **case_vars) for name, case_vars in CASES.items()}
+    cases.update({"config_repository_missing": _vars(work, cvmfs_repositories=no_config_repo,
+                                                     **REFUSED["config_repository_missing"][0]),
+                  "bad_package": _vars(work, **REFUSED["bad_package"][0]),
+                  "pem_file_not_a_key": _vars(work, cvmfs_repositories=bad_key)})
+    return render_cases(work, cases)
 
 
 def test_mounted_and_listed_the_config_repository_first(rendered):
@@ -155,16 +143,4 @@ def test_refused(rendered, name):
 
 
 def test_configure_tasks_write_the_same_files_idempotently(work, rendered):
-    etc = work / "etc-cvmfs"
-    role_vars = {"__client_config_dir": str(etc), "__client_keys_dir": str(etc / "keys")}
-    play = [FACTS, {"name": "configure", "hosts": "vm", "gather_facts": False, "vars": _vars(work, **CASES["external"]),
-                    "tasks": [{"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.client", "tasks_from": name},
-                               "vars": role_vars} for name in ("preflight", "configure")]}]
-    first = _run(work, play, "configure")
-    assert first["stats"]["vm"]["changed"] > 0
-    second = _run(work, play, "configure")
-    assert second["stats"]["vm"]["changed"] == 0
-    expected = _files(_user_data(rendered, "external"))
-    written = {str(p).replace(str(etc), "/etc/cvmfs"): p.read_text().replace(str(etc), "/etc/cvmfs")
-               for p in etc.rglob("*") if p.is_file()}
-    assert written == expected
+    assert configure_twice(work, _vars(work, **CASES["external"])) == _files(_user_data(rendered, "external"))

@@ -3,8 +3,9 @@ and the configuration repository; their derived values and the errors they are r
 
 import pytest
 
-from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
 from ansible_collections.sharedsw.cvmfs.plugins.plugin_utils._catalogue import normalise
+
+from .test_catalogue import error_of
 
 PEM = "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n"
 
@@ -21,12 +22,6 @@ def external(**fields):
 def domain(**fields):
     return dict({"name": "*.community.org", "server_urls": ["http://s1.community.org/cvmfs/@fqrn@"],
                  "public_key": {"dir": "keys/community.org"}}, **fields)
-
-
-def error_of(*entries):
-    with pytest.raises(CvmfsError) as info:
-        normalise(list(entries))
-    return info.value.message
 
 
 def test_own_entries_keep_their_defaults():
