@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - Python 2 is not supported
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.sharedsw.cvmfs.plugins.module_utils._common import CvmfsError
+from ansible_collections.sharedsw.cvmfs.plugins.plugin_utils import _catalogue_external as external
 
 GATEWAY_PORT = 4929
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$")
@@ -183,20 +184,24 @@ CLIENT_SPEC = {
     "options": {"type": "dict", "default": {},
                 "description": "Extra client settings for C(/etc/cvmfs/config.d/<name>.conf)."},
 }
+CLIENT_SPEC.update(external.CLIENT_FIELDS)
 
 ENTRY_SPEC = {
     "name": {"type": "str", "required": True,
-             "description": "Fully qualified repository name, e.g. C(software.example.org)."},
-    "stratum0": {"type": "str", "required": True,
+             "description": "Fully qualified repository name, e.g. C(software.example.org); or C(*.<domain>) "
+                            "for a domain entry (external repositories of a whole domain, see below)."},
+    "stratum0": {"type": "str",
                  "description": "Inventory host name of the stratum-0 (and gateway) that holds the "
-                                "repository; also its DNS name unless I(url) and I(gateway.url) are given."},
+                                "repository; also its DNS name unless I(url) and I(gateway.url) are given. "
+                                "Unset: an external entry, a repository published elsewhere."},
     "owner": {"type": "str", "default": "root",
               "description": "Repository owner (C(CVMFS_USER)) on the stratum-0; created as a system "
                              "user when missing."},
     "url": {"type": "str",
             "description": "HTTP URL the repository is read from (stratum-0 URL). Default "
                            "C(http://<stratum0>/cvmfs/<name>) for local storage and "
-                           "C(<storage.s3.public_url>/<name>) for S3."},
+                           "C(<storage.s3.public_url>/<name>) for S3. External entries: the stratum-0 or "
+                           "stratum-1 URL our stratum-1s replicate from (no default)."},
     "storage": {"type": "dict", "default": {}, "options": STORAGE_SPEC,
                 "description": "Where the stratum-0 stores the repository."},
     "gateway": {"type": "dict", "default": {}, "options": GATEWAY_SPEC,
@@ -220,12 +225,15 @@ ENTRY_SPEC = {
                             "JSON; cvmfs suggests C(administrator), C(email), C(organisation), "
                             "C(description), C(url), C(recommended-stratum0), C(recommended-stratum1s), "
                             "C(custom)). Unset: none."},
-    "replicate": {"type": "list", "elements": "str", "default": ["stratum1"],
+    "replicate": {"type": "list", "elements": "str",
                   "description": "Inventory groups whose stratum-1 hosts replicate the repository "
-                                 "(read by the stratum-1 role); empty: not replicated."},
+                                 "(read by the stratum-1 role); empty: not replicated. Default "
+                                 "C([stratum1]) for own repositories, C([]) for external entries."},
     "client": {"type": "dict", "default": {}, "options": CLIENT_SPEC,
                "description": "Client side (read by the client role)."},
 }
+
+ENTRY_SPEC.update(external.ENTRY_FIELDS)
 
 CATALOGUE_SPEC = {"entry": {"type": "dict", "options": ENTRY_SPEC}}
 
@@ -290,7 +298,8 @@ def _validate(label, value, spec):
     if result.error_messages:
         messages = [_readable(m) for m in result.error_messages]
         raise CvmfsError("%s: %s" % (label, "; ".join(sorted(set(messages)))))
-    return result.validated_parameters["entry"]
+    # a copy: the validator fills sub-options into the spec's own default dicts, shared by every entry
+    return copy.deepcopy(result.validated_parameters["entry"])
 
 
 def _plain(value):
@@ -309,14 +318,13 @@ def normalise_entry(index, raw):
     """One checked catalogue entry with every default filled in (raises :class:`CvmfsError`)."""
     label = _entry_label(index, raw)
     if not isinstance(raw, dict):
-        raise CvmfsError("%s must be a dict with at least name and stratum0, got %s" % (label, type(raw).__name__))
+        raise CvmfsError("%s must be a dict with at least a name, got %s" % (label, type(raw).__name__))
     entry = _validate(label, _plain(raw), CATALOGUE_SPEC)
     name = entry["name"]
-    if not _NAME_RE.match(name):
+    if not name.startswith("*.") and not _NAME_RE.match(name):
         raise CvmfsError("%s: name %r is not a valid repository name (letters, digits, '-', '_', '.'; "
                          "at most 60 characters; first a letter or digit)" % (label, name))
-    if not entry["stratum0"]:
-        raise CvmfsError("%s: stratum0 must name the inventory host of the stratum-0" % label)
+    external.check(label, entry)
 
     storage = entry["storage"]
     if storage["type"] == "s3":
@@ -330,15 +338,15 @@ def normalise_entry(index, raw):
         raise CvmfsError("%s: storage.s3 is set but storage.type is %s; set storage.type: s3 or remove storage.s3"
                          % (label, storage["type"]))
 
-    if not entry["url"]:
+    if not entry["url"] and not entry["external"]:
         if storage["type"] == "s3":
             entry["url"] = "%s/%s" % (storage["s3"]["public_url"], name)
         else:
             entry["url"] = "http://%s/cvmfs/%s" % (entry["stratum0"], name)
-    entry["url"] = entry["url"].rstrip("/")
+    entry["url"] = entry["url"].rstrip("/") if entry["url"] else None
 
     gateway = entry["gateway"]
-    if not gateway["url"]:
+    if not gateway["url"] and not entry["external"]:
         gateway["url"] = "http://%s:%d/api/v1" % (entry["stratum0"], GATEWAY_PORT)
     gateway["key_path"] = _norm_path(label, "gateway.key_path", gateway["key_path"])
 
@@ -443,6 +451,7 @@ def normalise(catalogue):
             raise CvmfsError("cvmfs_repositories[%d]: repository %s is already described at index %d; describe each "
                              "repository once" % (index, entry["name"], names[entry["name"]]))
         names[entry["name"]] = index
+    external.check_config_repository(entries, lambda index: _entry_label(index, entries[index]))
     return entries
 
 

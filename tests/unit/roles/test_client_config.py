@@ -97,24 +97,47 @@ def work(tmp_path_factory):
     return work
 
 
-@pytest.fixture(scope="module")
-def rendered(work):
-    """{case: {"user_data": text} or {"failed": message}}."""
+def render_cases(work, cases):
+    """Render ``{case: play vars}`` through the entry point cloud_init, in one ansible-playbook run:
+    ``{case: {"user_data": text} or {"failed": message}}``."""
     def play(name, case_vars):
         def record(value):
             return {"ansible.builtin.set_fact": {
                 "client_results": "{{ client_results | default({}) | combine({%r: %s}) }}" % (name, value)}}
-        return {"name": name, "hosts": "vm", "gather_facts": False,
-                "vars": dict(_base(work / "keys"), **case_vars),
+        return {"name": name, "hosts": "vm", "gather_facts": False, "vars": case_vars,
                 "tasks": [{"block": [
                     {"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.client", "tasks_from": "cloud_init"}},
                     record("{'user_data': client_cloud_init_user_data}")],
                     "rescue": [record("{'failed': ansible_failed_result.msg}")]}]}
-    plays = [FACTS] + [play(n, v) for n, v in list(CASES.items()) + [(n, c[0]) for n, c in REFUSED.items()]]
+    plays = [FACTS] + [play(name, case_vars) for name, case_vars in cases.items()]
     plays.append({"name": "results", "hosts": "vm", "gather_facts": False,
                   "tasks": [{"ansible.builtin.debug": {"var": "client_results"}}]})
     out = _run(work, plays, "render")
     return out["plays"][-1]["tasks"][0]["hosts"]["vm"]["client_results"]
+
+
+def configure_twice(work, case_vars):
+    """Run the configure tasks twice into ``work``/etc-cvmfs; the second run must change nothing.
+    Returns the files written, ``{path as on a host: content}``."""
+    etc = work / "etc-cvmfs"
+    role_vars = {"__client_config_dir": str(etc), "__client_keys_dir": str(etc / "keys")}
+    play = [FACTS, {"name": "configure", "hosts": "vm", "gather_facts": False, "vars": case_vars,
+                    "tasks": [{"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.client", "tasks_from": name},
+                               "vars": role_vars} for name in ("preflight", "configure")]}]
+    first = _run(work, play, "configure")
+    assert first["stats"]["vm"]["changed"] > 0
+    second = _run(work, play, "configure")
+    assert second["stats"]["vm"]["changed"] == 0
+    assert oct((etc / "default.local").stat().st_mode & 0o777) == "0o644"
+    return {str(p).replace(str(etc), "/etc/cvmfs"): p.read_text().replace(str(etc), "/etc/cvmfs")
+            for p in etc.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def rendered(work):
+    """{case: {"user_data": text} or {"failed": message}}."""
+    cases = dict(CASES, **{name: case[0] for name, case in REFUSED.items()})
+    return render_cases(work, {name: dict(_base(work / "keys"), **case_vars) for name, case_vars in cases.items()})
 
 
 def _user_data(rendered, name):
@@ -180,14 +203,14 @@ def test_site_keys_and_commands(rendered, work):
     assert "PRIVATE" not in rendered["site"]["user_data"]
     assert all(f["permissions"] == "0644" and f["owner"] == "root:root" for f in data["write_files"])
     # client_mount_mode auto (the default): the VM's kernel decides at boot (test_auto_decides_at_boot)
-    assert data["packages"] == ["cvmfs", "cvmfs-fuse3", "attr", "autofs"]
+    assert data["packages"] == ["cvmfs", "cvmfs-fuse3", "cvmfs-config-default", "attr", "autofs"]
     assert len(data["runcmd"]) == 2 and data["runcmd"][0].startswith("if grep -qw autofs /proc/filesystems; then")
     assert data["runcmd"][1] == ["cvmfs_config", "probe"]
 
 
 def test_autofs(rendered):
     data = _user_data(rendered, "autofs")
-    assert data["packages"] == ["cvmfs", "cvmfs-fuse3", "attr", "autofs"]
+    assert data["packages"] == ["cvmfs", "cvmfs-fuse3", "cvmfs-config-default", "attr", "autofs"]
     assert data["runcmd"] == [["cvmfs_config", "setup"], ["cvmfs_config", "probe"]]
 
 
@@ -239,19 +262,6 @@ def test_refused(rendered, name):
 
 
 def test_configure_tasks_write_the_same_files_idempotently(work, rendered):
-    etc = work / "etc-cvmfs"
-    role_vars = {"__client_config_dir": str(etc), "__client_keys_dir": str(etc / "keys")}
-    play = [FACTS, {"name": "configure", "hosts": "vm", "gather_facts": False,
-                    "vars": dict(_base(work / "keys"), **CASES["site"]),
-                    "tasks": [{"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.client", "tasks_from": name},
-                               "vars": role_vars} for name in ("preflight", "configure")]}]
-    first = _run(work, play, "configure")
-    assert first["stats"]["vm"]["changed"] > 0
-    second = _run(work, play, "configure")
-    assert second["stats"]["vm"]["changed"] == 0
+    written = configure_twice(work, dict(_base(work / "keys"), **CASES["site"]))
     # the same files with the same content as the cloud-init user-data (paths moved to the test's directory)
-    expected = _files(_user_data(rendered, "site"))
-    written = {str(p).replace(str(etc), "/etc/cvmfs"): p.read_text().replace(str(etc), "/etc/cvmfs")
-               for p in etc.rglob("*") if p.is_file()}
-    assert written == expected
-    assert oct((etc / "default.local").stat().st_mode & 0o777) == "0o644"
+    assert written == _files(_user_data(rendered, "site"))

@@ -37,8 +37,16 @@ def test_minimal_entry_gets_every_default():
     assert repo["gc"] == {"enabled": False, "timespan": "3 days ago", "schedule": None}
     assert repo["auto_tag"] == {"enabled": True, "timespan": "4 weeks ago"}
     assert repo["source"]["prefix"] == "cvmfs/" and repo["source"]["schedule"] == "*:0/10"
-    assert repo["replicate"] == ["stratum1"] and repo["client"] == {"mount": True, "options": {}}
+    assert repo["replicate"] == ["stratum1"]
+    assert repo["client"] == {"mount": True, "options": {}, "proxies": [], "repositories": []}
     assert repo["publishers"] == [] and repo["meta"] is None
+
+
+def test_defaults_are_not_shared_between_entries():
+    first, second = normalise([entry(), entry(name="data.example.net", stratum0="s0.example.net")])
+    assert first["gateway"]["url"] == "http://s0.example.org:4929/api/v1"
+    assert second["gateway"]["url"] == "http://s0.example.net:4929/api/v1"
+    assert first["gateway"] is not second["gateway"]
 
 
 def test_s3_storage_urls():
@@ -82,7 +90,7 @@ def test_publisher_jobs_inherit_and_extend_the_source():
 
 
 @pytest.mark.parametrize("entries, expected", [
-    ([{"name": "sw.example.org"}], "cvmfs_repositories[0] (sw.example.org): missing required arguments: stratum0"),
+    ([{"name": "sw.example.org"}], "cvmfs_repositories[0] (sw.example.org): an external entry (no stratum0) needs"),
     ([entry(name="bad name!")], "name 'bad name!' is not a valid repository name"),
     ([entry(), entry()], "repository sw.example.org is already described at index 0"),
     ([entry(storage={"type": "s3"})], "storage.type is s3 but storage.s3"),
