@@ -5,14 +5,14 @@ fails before anything is installed, naming the variable and the versions there a
 
 from tests.support.local_plays import run_plays, task_results
 
-OFFERED = ["2.12.1~1+debian12", "2.12.0~1+debian12", "2.11.5~1+debian12"]
+OFFERED = ("2.12.1~1+debian12", "2.12.0~1+debian12", "2.11.5~1+debian12")
 
 
 def check(tmp_path, wanted, offered=OFFERED):
     plays = [{"hosts": "all", "gather_facts": False, "tasks": [
         {"name": "Version check", "ansible.builtin.include_role": {
             "name": "sharedsw.cvmfs.common", "tasks_from": "version_check.yml"},
-         "vars": {"common_caller": "client", "common_cvmfs_version": wanted, "__common_cvmfs_offered": offered}},
+         "vars": {"common_caller": "client", "common_cvmfs_version": wanted, "__common_cvmfs_offered": list(offered)}},
         {"name": "Show the pin", "ansible.builtin.debug": {"var": "__common_cvmfs_pin"}}]}]
     inventory = {"all": {"hosts": {"h": {"ansible_connection": "local",
                                          "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}}
@@ -45,6 +45,6 @@ def test_a_version_the_source_does_not_offer_fails_naming_the_variable_and_the_c
 
 
 def test_nothing_offered_says_so(tmp_path):
-    rc, parsed, output = check(tmp_path, "2.12.0", offered=[])
+    rc, parsed, output = check(tmp_path, "2.12.0", offered=())
     message = [r for r in task_results(parsed, "h").values() if r.get("failed")][0]["msg"]
     assert "offers no CernVM-FS version" in message
