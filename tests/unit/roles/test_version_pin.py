@@ -12,8 +12,11 @@ def check(tmp_path, wanted, offered=OFFERED):
     plays = [{"hosts": "all", "gather_facts": False, "tasks": [
         {"name": "Version check", "ansible.builtin.include_role": {
             "name": "sharedsw.cvmfs.common", "tasks_from": "version_check.yml"},
-         "vars": {"common_caller": "client", "common_cvmfs_version": wanted, "__common_cvmfs_offered": list(offered)}},
-        {"name": "Show the pin", "ansible.builtin.debug": {"var": "__common_cvmfs_pin"}}]}]
+         "vars": {"common_caller": "client", "common_cvmfs_version": wanted, "__common_cvmfs_offered": list(offered),
+                  "common_packages": ["cvmfs", "cvmfs-server", "apache2"], "__common_pin_packages": ["cvmfs", "cvmfs-server"],
+                  "__common_pin_separator": "="}},
+        {"name": "Show the pin", "ansible.builtin.debug": {"var": "__common_cvmfs_pin"}},
+        {"name": "Show the names", "ansible.builtin.debug": {"var": "__common_pinned_packages"}}]}]
     inventory = {"all": {"hosts": {"h": {"ansible_connection": "local",
                                          "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}}
     return run_plays(tmp_path, plays, inventory)
@@ -23,6 +26,9 @@ def test_short_version_finds_the_package_version(tmp_path):
     rc, parsed, output = check(tmp_path, "2.12.0")
     assert rc == 0, output
     assert task_results(parsed, "h")["Show the pin"]["__common_cvmfs_pin"] == "2.12.0~1+debian12"
+    # what apt installs: the packages of the cvmfs source at the version, the others as they are
+    assert task_results(parsed, "h")["Show the names"]["__common_pinned_packages"] == [
+        "cvmfs=2.12.0~1+debian12", "cvmfs-server=2.12.0~1+debian12", "apache2"]
 
 
 def test_exact_package_version_is_taken_as_it_is(tmp_path):
