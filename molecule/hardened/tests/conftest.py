@@ -1,4 +1,4 @@
-"""Hosts of the hardened scenario: the two strata, the squid, and the probe host."""
+"""Hosts of the hardened scenario: the two strata (the stratum-0 is the squid too), and the probe host."""
 
 import os
 import sys
@@ -9,5 +9,4 @@ from tests.support.testinfra_hosts import lab_host  # noqa: E402  pylint: disabl
 
 s0 = lab_host("hd-s0")
 s1 = lab_host("hd-s1")
-proxy = lab_host("hd-squid")
 probe = lab_host("hd-client")
