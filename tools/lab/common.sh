@@ -5,7 +5,8 @@
 # Address plan on the lab bridge (LAB_NET):
 #   .1        the bridge itself = default gateway of every lab host (NAT to the uplink)
 #   .10-.99   molecule scenarios, a block of ten per scenario (squid: .10-.19, lab: .20-.29, ...)
-#   .100-.199 `make lab` (tools/lab.sh, hosts listed in tools/lab/lab-hosts)
+#   .100-.139 `make lab` (tools/lab.sh, hosts listed in tools/lab/lab-hosts)
+#   .140-.169 the molecule scenarios external, hardened and metrics
 # Host names are machine names too, so they must be unique across scenarios and the lab.
 
 LAB_CACHE_DIR=${LAB_CACHE_DIR:-/var/cache/sharedsw-cvmfs-lab}   # base images (keep between CI runs)
