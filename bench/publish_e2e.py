@@ -101,8 +101,8 @@ class Host:
         prefix = "".join("export %s=%s; " % (k, shlex.quote(v)) for k, v in (env or {}).items())
         result = subprocess.run(self.base + [prefix + script], capture_output=True, text=True, check=False)
         if check and result.returncode != 0:
-            raise SystemExit("%s: `%s` failed (exit %d): %s" % (self.name, script, result.returncode,
-                                                                 (result.stderr or result.stdout).strip()[-800:]))
+            output = (result.stderr or result.stdout).strip()[-800:]
+            raise SystemExit("%s: `%s` failed (exit %d): %s" % (self.name, script, result.returncode, output))
         return result.stdout
 
     def timed(self, script, env=None):
@@ -399,8 +399,8 @@ def fmt(phases):
 
 
 def table(rows):
-    say("\n%-20s %-22s %7s %7s %8s %8s %8s %9s %7s" % ("round", "contender", "plan", "open", "sync|rm", "publish",
-                                                     "total", "+replica", "ratio"))
+    header = ("round", "contender", "plan", "open", "sync|rm", "publish", "total", "+replica", "ratio")
+    say("\n%-20s %-22s %7s %7s %8s %8s %8s %9s %7s" % header)
     for label, results in rows:
         ours = results["ours"]["total"]
         for name, title in (("ours", "ours (publish job)"), ("ingest", "cvmfs_server ingest"),
