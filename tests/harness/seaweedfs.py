@@ -11,6 +11,9 @@ PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grp
               "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc")
 
 
+MAX_VOLUMES = 3000   # volumes are sparse files: a limit, not space taken
+
+
 class SeaweedFS(S3Server):
     """A private ``weed mini``; ``kill()`` and ``start()`` again keep its ports and data."""
 
@@ -34,6 +37,9 @@ class SeaweedFS(S3Server):
         args = [self.weed, "mini", "-dir=" + self.path("data"), "-ip=" + LOOPBACK, "-ip.bind=" + LOOPBACK,
                 "-s3.config=" + self.path("s3.json"), "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
                 "-s3.port.iceberg=0", "-s3.port.lance=0",
+                # every bucket takes volumes of its own; the default limit (free disk / 128 MB per volume,
+                # counted at start) ran out after about 70 buckets, and a test session makes more
+                "-volume.max=%d" % MAX_VOLUMES,
                 "-filer.localSocket=" + self.path("filer.sock"), "-s3.localSocket=" + self.path("s3.sock")]
         return args + ["-%s=%d" % item for item in sorted(self.ports.items())]
 

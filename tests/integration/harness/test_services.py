@@ -111,6 +111,17 @@ def test_seaweedfs_factory_survives_kill(seaweedfs_factory):
 
 # --- OpenBao ------------------------------------------------------------------------------
 
+def test_seaweedfs_takes_a_test_session_of_buckets(seaweedfs_factory):
+    """Each bucket takes volumes of its own: the default volume limit ran out after about 70
+    buckets, and later tests in a session then failed with InternalError on PutObject."""
+    server = seaweedfs_factory()
+    client = server.client()
+    for number in range(120):
+        bucket = server.make_bucket("many")
+        client.put_object(Bucket=bucket, Key="k", Body=b"%d" % number)
+    assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"119"
+
+
 def test_openbao_kv2_round_trip(openbao):
     client = openbao.client()
     client.secrets.kv.v2.create_or_update_secret(path="harness/check", secret={"answer": "42"})
