@@ -18,7 +18,7 @@ MOLECULE_JOBS ?= 2
 .PHONY: test deps collection lint sanity unit integration molecule lab lab-destroy lab-status clean report
 
 test: deps
-	@mkdir -p tests/output && : > $(STAGE_LOG)
+	@mkdir -p tests/output && : > $(STAGE_LOG) && rm -f tests/output/molecule-failures.txt
 	@set -o pipefail; rc=0; \
 	  $(MAKE) --no-print-directory lint || rc=1; \
 	  $(MAKE) --no-print-directory sanity || rc=1; \
@@ -64,6 +64,7 @@ lab-status:
 
 # Stage times, then pytest's own summary line again: CI reads the closing line.
 report:
+	@test -s tests/output/molecule-failures.txt && { echo; echo "Molecule scenarios that failed, or passed only on a retry (logs in tests/output/molecule/):"; cat tests/output/molecule-failures.txt; } || true
 	@echo; echo "Stage wall times (s):"; awk -F'\t' '{printf "  %-12s %8s  %s\n", $$1, $$2, ($$3==0?"ok":"FAILED")}' $(STAGE_LOG)
 	@test -s tests/output/pytest-summary.txt && cat tests/output/pytest-summary.txt || true
 

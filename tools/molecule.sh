@@ -3,6 +3,7 @@
 # usage: tools/molecule.sh [--stages] [--jobs N] [SCENARIO ...]
 #   no SCENARIO: every scenario under molecule/ (each directory with a molecule.yml)
 #   --stages:    run the stages one by one (same sequence as "molecule test") and time each
+#   (MOLECULE_RETRIES, default 1: a failed scenario runs that many more times; see scenario())
 #   --jobs N:    run up to N scenarios at once (default 1; MOLECULE_JOBS). Their hosts have their own
 #                addresses and names (tools/lab/README.md), their services their own ports. Each
 #                scenario's output goes to tests/output/molecule/<scenario>.log and is printed when
@@ -71,11 +72,29 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b-a}'; }
 
 # One scenario, all its stages, its hosts destroyed at the end; the last line of its output is
 # "RESULT <scenario>: passed|FAILED (rc N) in S s (stage times)". Runs in a child of this script.
+# A failed scenario runs once more (MOLECULE_RETRIES, default 1) on new hosts; a pass on a later
+# attempt still says so in its result, and the failure digest keeps the first attempt's error.
 scenario() {
-  local s=$1 t0 rc=0 detail='' stage ts times=()
-  local m=
-  trap '[ -z "$m" ] || { kill -TERM "$m" 2>/dev/null; wait "$m"; }; molecule destroy -s "$s" >/dev/null 2>&1; exit 130' TERM INT
+  local s=$1 t0 rc attempt=1 retries=${MOLECULE_RETRIES:-1} first_failure='' detail=''
   t0=$(now)
+  while :; do
+    attempt_once "$s"; rc=$?
+    [ "$rc" != 0 ] && [ "$attempt" -le "$retries" ] || break
+    first_failure="${first_failure:+$first_failure, }attempt $attempt failed rc $rc"
+    echo "== molecule.sh: scenario $s failed (rc $rc); attempt $((attempt + 1)) on new hosts"
+    attempt=$((attempt + 1))
+  done
+  local result=passed
+  [ "$rc" = 0 ] || result="FAILED (rc $rc)"
+  echo "RESULT $s: $result in $(secs "$t0" "$(now)") s$detail${first_failure:+ (attempt $attempt; $first_failure)}"
+}
+
+# One run of every stage; the hosts are destroyed at the end. Sets $detail (stage times).
+attempt_once() {
+  local s=$1 rc=0 stage ts times=()
+  local m=
+  detail=''
+  trap '[ -z "$m" ] || { kill -TERM "$m" 2>/dev/null; wait "$m"; }; molecule destroy -s "$s" >/dev/null 2>&1; exit 130' TERM INT
   if [ "$by_stage" = 1 ]; then
     for stage in "${STAGES[@]}"; do
       ts=$(now)
@@ -92,9 +111,7 @@ scenario() {
     molecule test -s "$s" & m=$!; wait "$m"; rc=$?
     [ "$rc" = 0 ] || molecule destroy -s "$s" >/dev/null 2>&1
   fi
-  local result=passed
-  [ "$rc" = 0 ] || result="FAILED (rc $rc)"
-  echo "RESULT $s: $result in $(secs "$t0" "$(now)") s$detail"
+  return "$rc"
 }
 
 declare -A running=()   # pid -> scenario
@@ -126,6 +143,21 @@ finish_one() {   # wait for any running scenario, print its log and record its r
   case $line in *": passed in "*) ;; *) failed=1 ;; esac
 }
 
+# Why each failed scenario failed, in a few lines (the report at the end of `make test` prints it, so
+# a CI log that keeps only its tail still says what went wrong).
+DIGEST=$ROOT/tests/output/molecule-failures.txt
+write_failure_digest() {
+  local entry s
+  : > "$DIGEST"
+  for entry in "${summary[@]}"; do
+    case $entry in *"failed rc"*) ;; *": passed in "*|*": SKIPPED"*) continue ;; esac
+    s=${entry%%:*}
+    { echo "-- $entry"
+      [ -f "$LOGS/$s.log" ] && grep -n -B2 -A12 -E '^fatal:|FAILED!|^ERROR|Traceback|^E  |CRITICAL' "$LOGS/$s.log" | head -n 80
+    } >> "$DIGEST"
+  done
+}
+
 for s in "${scenarios[@]}"; do
   [ -f "molecule/$s/molecule.yml" ] || { echo "molecule.sh: no scenario '$s'" >&2; summary+=("$s: missing"); failed=1; continue; }
   if [ -x "molecule/$s/requires.sh" ]; then
@@ -144,6 +176,7 @@ for s in "${scenarios[@]}"; do
   [ "$jobs" != 1 ] || tail -n +1 --pid=$! -f "$LOGS/$s.log" &
 done
 while [ ${#running[@]} -gt 0 ]; do finish_one; done
+write_failure_digest
 echo "== molecule.sh summary"
 printf '   %s\n' "${summary[@]}"
 [ "$skipped" = 0 ] || echo "== molecule.sh: $skipped scenario(s) SKIPPED (not run, not passed)"
