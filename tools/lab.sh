@@ -42,7 +42,12 @@ STEPS=8
 hosts() { grep -v -E '^[[:space:]]*(#|$)' "$HOSTS_LIST"; }   # NAME IP GROUPS
 in_group() { hosts | awk -v g="$1" '{ n = split($3, gs, ","); for (i = 1; i <= n; i++) if (gs[i] == g) print $'"${2:-1}"' }'; }
 first_in() { in_group "$1" "${2:-1}" | head -1; }
-step() { echo; echo "== lab [$1/$STEPS] $2"; }
+STEP_STARTED=$SECONDS
+step() {   # prints the time the previous step took, so a slow step shows in every run
+  [ "$1" = 1 ] || echo "   (step $(($1 - 1)) took $((SECONDS - STEP_STARTED)) s)"
+  STEP_STARTED=$SECONDS
+  echo; echo "== lab [$1/$STEPS] $2"
+}
 on() { local host=$1; shift; ssh -i "$LAB_SSH_KEY" "${SSH_OPTS[@]}" "root@$host" "$@"; }
 failed() { echo "lab: step $1 failed; the lab is left up to look at (tools/lab.sh status). tools/lab.sh down removes everything." >&2; exit 1; }
 
@@ -137,17 +142,7 @@ services_start() {
 }
 
 deploy() {
-  if grep -q 'stratum1.yml' playbooks/site.yml; then
-    ansible-playbook -i "$INVENTORY" playbooks/site.yml
-  else
-    # until site.yml imports the stratum-1 tier: its tiers in its order, stratum-1 before the
-    # squids and clients (the clients probe the repository through them)
-    [ -f playbooks/stratum1.yml ] || { echo "lab: playbooks/stratum1.yml is missing: no stratum-1 to replicate to" >&2; return 1; }
-    local tier
-    for tier in stratum0 publisher stratum1 squid client; do
-      ansible-playbook -i "$INVENTORY" "playbooks/$tier.yml" || return 1
-    done
-  fi
+  ansible-playbook -i "$INVENTORY" playbooks/site.yml
 }
 
 smoke_test() {
@@ -224,6 +219,7 @@ up() {
   hello || failed 7
   step 8 "run /cvmfs/$REPO/hello on the client, through squid and the stratum-1"
   run_hello || failed 8
+  echo "   (step 8 took $((SECONDS - STEP_STARTED)) s; all steps $SECONDS s)"
   echo
   status
   echo "lab: up. ssh -i $LAB_SSH_KEY root@<address>; tools/lab.sh down (make lab-destroy) removes it."
