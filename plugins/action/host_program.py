@@ -31,7 +31,7 @@ class ActionModule(ActionBase):
         try:
             programs = _host_program.entry_points(source_dir)
             modules = _host_program.import_closure(source_dir, programs)
-            archive = _host_program.build_archive(source_dir, version, programs)
+            archive = _host_program.build_archive(source_dir, version, programs, modules)
         except _host_program.HostProgramError as error:
             result.update(failed=True, msg="cannot build the host programs: %s" % error)
             return result

@@ -101,11 +101,12 @@ def entry_points(source_dir):
     return names
 
 
-def build_archive(source_dir, version, programs=None):
-    """The archive's bytes: ``programs`` (default: :func:`entry_points`) and their import closure."""
+def build_archive(source_dir, version, programs=None, modules=None):
+    """The archive's bytes: ``programs`` (default: :func:`entry_points`) and their import closure
+    (``modules``, as :func:`import_closure` gives it, when the caller has it already)."""
     programs = list(programs if programs is not None else entry_points(source_dir))
-    files = dict((PACKAGE + "/" + relative, _read(os.path.join(source_dir, relative)))
-                 for relative in import_closure(source_dir, programs))
+    modules = modules if modules is not None else import_closure(source_dir, programs)
+    files = dict((PACKAGE + "/" + relative, _read(os.path.join(source_dir, relative))) for relative in modules)
     files["__main__.py"] = (_MAIN % {"archive": ARCHIVE_NAME, "package": PACKAGE}).encode()
     files[PACKAGE + "/__init__.py"] = (_INIT % {"version": version, "programs": tuple(programs)}).encode()
     return _zip(files)
@@ -133,7 +134,7 @@ def _imported_modules(source_dir, parts, relative):
     """The module_utils modules that the module ``parts`` (file ``relative``) imports, anywhere in it."""
     package = parts if relative.endswith("/__init__.py") else parts[:-1]
     found = []
-    for node in ast.walk(_parse(os.path.join(source_dir, relative))):
+    for node in _import_statements(os.path.join(source_dir, relative)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 _refuse_absolute(alias.name, relative, node)
@@ -189,11 +190,30 @@ def _has_main_block(tree):
     return False
 
 
+# Every role that installs the host programs builds the archive (about 130 files): each file is
+# parsed and walked once per controller process, not once per question asked of it.
+_PARSED = {}
+
+
+def _parsed(path):
+    """The file's syntax tree and its import statements (anywhere in it, also inside functions)."""
+    status = os.stat(path)
+    key = (path, status.st_mtime_ns, status.st_size)
+    if key not in _PARSED:
+        try:
+            tree = ast.parse(_read(path), filename=path)
+        except SyntaxError as error:
+            raise HostProgramError("%s cannot be read as Python: %s" % (path, error))
+        _PARSED[key] = (tree, [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))])
+    return _PARSED[key]
+
+
 def _parse(path):
-    try:
-        return ast.parse(_read(path), filename=path)
-    except SyntaxError as error:
-        raise HostProgramError("%s cannot be read as Python: %s" % (path, error))
+    return _parsed(path)[0]
+
+
+def _import_statements(path):
+    return _parsed(path)[1]
 
 
 def _read(path):

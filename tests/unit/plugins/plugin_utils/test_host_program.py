@@ -62,6 +62,13 @@ def test_subpackages_bring_their_init_files(tmp_path):
         assert "sharedsw_cvmfs/" + name in names
 
 
+def test_a_file_changed_since_the_last_build_is_read_again(tmp_path):
+    source = _tree(tmp_path, {"_prog.py": "x = 1\n" + MAIN, "_new.py": "VALUE = 1\n"})
+    assert "sharedsw_cvmfs/_new.py" not in _names(hp.build_archive(source, "1.2.3"))
+    (tmp_path / "_prog.py").write_text("from . import _new\n" + MAIN)   # another size: another key
+    assert "sharedsw_cvmfs/_new.py" in _names(hp.build_archive(source, "1.2.3"))
+
+
 def test_programs_are_the_modules_with_a_main_block(tmp_path):
     source = _tree(tmp_path, {"_a.py": MAIN, "_b.py": "x = 1\n", "_c.py": "import sys\n" + MAIN})
     assert hp.entry_points(source) == ["_a", "_c"]
