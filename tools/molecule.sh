@@ -3,11 +3,11 @@
 # usage: tools/molecule.sh [--stages] [--jobs N] [SCENARIO ...]
 #   no SCENARIO: every scenario under molecule/ (each directory with a molecule.yml)
 #   --stages:    run the stages one by one (same sequence as "molecule test") and time each
-#   (MOLECULE_RETRIES, default 1: a failed scenario runs that many more times; see scenario())
 #   --jobs N:    run up to N scenarios at once (default 1; MOLECULE_JOBS). Their hosts have their own
 #                addresses and names (tools/lab/README.md), their services their own ports. Each
 #                scenario's output goes to tests/output/molecule/<scenario>.log and is printed when
 #                it ends, so runs never interleave.
+# MOLECULE_RETRIES (default 1): a failed scenario runs that many more times on new hosts; see scenario().
 # Prints the wall time of each scenario (and stage), exits non-zero if any failed, and always
 # destroys the hosts of a scenario, also when it fails or this script is interrupted.
 # Needs root (lab hosts) and molecule/ansible on PATH (e.g. the project's venv activated).
@@ -79,7 +79,7 @@ scenario() {
   t0=$(now)
   while :; do
     attempt_once "$s"; rc=$?
-    [ "$rc" != 0 ] && [ "$attempt" -le "$retries" ] || break
+    if [ "$rc" = 0 ] || [ "$attempt" -gt "$retries" ]; then break; fi
     first_failure="${first_failure:+$first_failure, }attempt $attempt failed rc $rc"
     echo "== molecule.sh: scenario $s failed (rc $rc); attempt $((attempt + 1)) on new hosts"
     attempt=$((attempt + 1))

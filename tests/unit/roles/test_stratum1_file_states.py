@@ -1,0 +1,60 @@
+"""stratum1 role: the role reads its files in one call (tasks/file_states.yml) and its write tasks
+run only for the files that differ from what the host holds: server.local, the authorities file
+of HTTPS stratum-0s, and the snapshot listener's password and configuration are written once,
+left alone the second time, and written again after they drift.
+
+The tasks run for real (local connection, a host that is not booted) into a scratch tree.
+"""
+
+import sys
+
+from tests.support.local_plays import run_plays, task_results
+
+from .test_squid_config import FACTS
+
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+ROLE_VARS = {"stratum1_owner": "root", "stratum1_secure_logging": False, "stratum1_upstream_ca_bundle": CA,
+             "stratum1_snapshot_events": True,
+             "stratum1_snapshot_events_amqp": {"host": "mq.example.org", "username": "s1", "password": "s3cret"},
+             "__common_is_booted": False, "__stratum1_names": []}
+WRITES = ["GeoAPI settings of cvmfs_server", "Certificate authorities of HTTPS stratum-0s",
+          "AMQP password of the snapshot listener", "Configuration of the snapshot listener"]
+
+
+def _run(work):
+    paths = {"__stratum1_etc_dir": str(work / "etc"), "__stratum1_config_dir": str(work / "config"),
+             "__stratum1_keys_dir": str(work / "keys"), "__stratum1_log_dir": str(work / "log"),
+             "__stratum1_logrotate_file": str(work / "logrotate"), "__stratum1_systemd_dir": str(work / "systemd")}
+    tasks = [{"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.stratum1", "tasks_from": name}, "vars": paths}
+             for name in ("file_states.yml", "upstream_ca.yml", "geoapi.yml", "snapshot_events.yml")]
+    play = {"name": "stratum-1 files", "hosts": "s1", "gather_facts": False, "vars": ROLE_VARS,
+            "tasks": [{"ansible.builtin.file": {"path": str(work / d), "state": "directory", "mode": "0755"}}
+                      for d in ("etc", "config")] + tasks}
+    inventory = {"all": {"hosts": {"s1": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}
+    returncode, parsed, output = run_plays(work, [play], inventory, {"s1": FACTS})
+    assert returncode == 0, output
+    return task_results(parsed, "s1")
+
+
+def _written(results):
+    return [name for name in WRITES if not results[name].get("skipped")]
+
+
+def test_files_written_once_then_left_alone(tmp_path):
+    first = _run(tmp_path)
+    assert _written(first) == WRITES
+    assert all(first[name].get("changed") for name in WRITES)
+
+    second = _run(tmp_path)
+    assert _written(second) == []
+    assert not any(result.get("changed") for result in second.values())
+
+
+def test_a_drifted_file_is_written_again_and_a_dropped_bundle_removed(tmp_path):
+    _run(tmp_path)
+    (tmp_path / "etc" / "server.local").write_text("# edited by hand\n")
+    (tmp_path / "config" / "snapshot-events.amqp-password").chmod(0o644)
+    again = _run(tmp_path)
+    assert _written(again) == ["GeoAPI settings of cvmfs_server", "AMQP password of the snapshot listener"]
+    assert (tmp_path / "etc" / "server.local").read_text() != "# edited by hand\n"
+    assert (tmp_path / "config" / "snapshot-events.amqp-password").stat().st_mode & 0o777 == 0o600
