@@ -91,7 +91,8 @@ class Consumer(_amqp.ReconnectingClient):
         self.failures_in_row = 0
         self.failed_before = {}        # fingerprint -> failures (classic queues have no delivery count)
         self.to_dead_letter = []       # (delivery tag, body, properties, reason, attempts)
-        self.connection = self.channel = self.dl_channel = None
+        self.connection = self.channel = self.dl_channel = self.depth_channel = None
+        self.next_depth_check = 0.0
         self.consumer_tag = None
         self.paused = False
         self.sleep = time.sleep
@@ -170,7 +171,8 @@ class Consumer(_amqp.ReconnectingClient):
             self.say("window_dropped", "warning", messages=len(dropped),
                      note="unacknowledged; the broker delivers them again")
         _amqp.close_quietly(self.connection)
-        self.connection = self.channel = self.dl_channel = self.consumer_tag = None
+        self.connection = self.channel = self.dl_channel = self.depth_channel = self.consumer_tag = None
+        self.next_depth_check = 0.0
         self.paused = False
         self.metrics.set_held_bytes(self.held_bytes())
 
@@ -183,6 +185,7 @@ class Consumer(_amqp.ReconnectingClient):
             self.flush_dead_letters()
             self.resume_if_room()
             now = time.time()
+            self.check_queue_depth(now)
             if self.batch is not None:
                 if not self.batch.thread.is_alive():
                     self.finish_batch(self.batch)
@@ -236,6 +239,27 @@ class Consumer(_amqp.ReconnectingClient):
         except Exception as error:  # pylint: disable=broad-except
             self.log.error("reading a message failed unexpectedly: %s\n%s" % (describe_error(error), traceback.format_exc()))
             raise Rejected("the message could not be read: %s" % describe_error(error))
+
+    def check_queue_depth(self, now):
+        """Ask the broker how many messages wait in the queue, at most every queue_depth_interval
+        seconds: a passive declare on a channel of its own, so that a refusal closes only that
+        channel. A channel error is logged and leaves the last depth, with its time, in the status
+        file; a lost connection is the loop's to handle."""
+        if now < self.next_depth_check:
+            return
+        self.next_depth_check = now + float(self.config["queue_depth_interval"])
+        try:
+            if self.depth_channel is None or not self.depth_channel.is_open:
+                self.depth_channel = self.connection.channel()
+            frame = self.depth_channel.queue_declare(self.queue, passive=True)
+        except pika.exceptions.AMQPChannelError as error:
+            self.depth_channel = None
+            if self.metrics.queue_depth["error"] is None:   # once per spell of errors
+                self.say("queue_depth_unknown", "warning", queue=self.queue, message=describe_error(error),
+                         note="the status file keeps the last depth and when it was asked")
+            self.metrics.queue_depth_unknown(describe_error(error))
+            return
+        self.metrics.set_queue_depth(frame.method.message_count)
 
     # ---- memory: the bodies held are bounded in bytes, not only by the prefetch count ------
 

@@ -38,6 +38,7 @@ class Metrics:
         self.last_dead_letter = None
         self.lag = {"last_median": None, "last_max": None, "max": None}
         self.held_bytes = {"now": 0, "max": 0}
+        self.queue_depth = {"messages": None, "checked": None, "error": None}
         self.started = now_text()
         self.dirty = True
         self.written = 0.0
@@ -52,6 +53,16 @@ class Metrics:
             self.held_bytes["max"] = max(self.held_bytes["max"], value)
             self.dirty = True
 
+    def set_queue_depth(self, messages):
+        """What the broker answered: ``messages`` wait in the queue (not counting those held)."""
+        self.queue_depth = {"messages": messages, "checked": now_text(), "error": None}
+        self.dirty = True
+
+    def queue_depth_unknown(self, message):
+        """The broker did not answer: the last depth stays, with the time it was asked and the error."""
+        self.queue_depth = dict(self.queue_depth, error={"time": now_text(), "message": message})
+        self.dirty = True
+
     def set_state(self, state):
         if state != self.state:
             self.state = state
@@ -60,7 +71,8 @@ class Metrics:
     def snapshot(self):
         return {"repository": self.repository, "queue": self.queue, "state": self.state, "connected": self.connected,
                 "pid": os.getpid(), "started": self.started, "updated": now_text(), "counters": dict(self.counters),
-                "lag_seconds": dict(self.lag), "held_bytes": dict(self.held_bytes), "last_batch": self.last_batch,
+                "lag_seconds": dict(self.lag), "held_bytes": dict(self.held_bytes), "queue_depth": dict(self.queue_depth),
+                "last_batch": self.last_batch,
                 "last_error": self.last_error, "last_dead_letter": self.last_dead_letter}
 
     def write(self, force=False):

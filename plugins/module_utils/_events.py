@@ -38,7 +38,8 @@ What it does, in order of importance:
   sync (the timer, the safety net) and the consumer never overlap.
 
 Metrics: one ``key=value`` line per batch in the journal, and ``<state_dir>/events-status.json``
-(counters, the last batch, lag from event time to publish).
+(counters, the last batch, lag from event time to publish, and the messages waiting in the queue,
+asked of the broker every ``queue_depth_interval`` seconds).
 
 This file is the entry point: the consumer's config and ``main``. The parts: ``_event_messages``
 (message parsing), ``_event_window`` (the batching window), ``_event_consumer`` (the loop),
@@ -86,6 +87,7 @@ DEFAULTS = {
     "full_sync_on_connect": True,
     "status_file": None,
     "tick": 0.2,
+    "queue_depth_interval": 30.0,
 }
 
 
@@ -94,7 +96,7 @@ def load_config(path):
     config = load_config_with_defaults(path, "the consumer config", DEFAULTS,
                                        ("job_config", "queue", "dead_letter_exchange"))
     for key, low in (("debounce", 0), ("max_wait", 0), ("backoff_initial", 0), ("backoff_max", 0), ("tick", 0.01),
-                     ("reconnect_max", 1)):
+                     ("reconnect_max", 1), ("queue_depth_interval", 0.1)):
         if not isinstance(config[key], (int, float)) or config[key] < low:
             raise CvmfsError("%s in %s must be a number of seconds >= %s, not %r" % (key, path, low, config[key]))
     for key in ("max_keys", "prefetch", "max_attempts", "max_batch_bytes", "max_message_bytes"):

@@ -19,7 +19,8 @@ one file per node type, replaced in one rename. What it reports, per ``repositor
   time left, open transaction; on a stratum-1 also the revisions and seconds it lags behind its
   stratum-0 and the age of its last snapshot;
 * ``publisher``: the publish job's ``last-run.json`` (result, exit status, duration) and the
-  notification consumer's ``events-status.json`` (connected, bytes held, counters);
+  notification consumer's ``events-status.json`` (connected, bytes held, messages waiting in its
+  queue as the consumer last asked the broker, counters);
 * ``client``: per mounted repository what ``cvmfs_talk`` answers (``_client_talk``).
 
 A repository whose check fails is reported (``cvmfs_repository_check_success 0`` and the reason),
@@ -74,6 +75,9 @@ CATALOGUE = (
     ("cvmfs_consumer_connected", "gauge", "1 while the notification consumer is connected to the broker."),
     ("cvmfs_consumer_held_bytes", "gauge",
      "Bytes of bucket notifications the consumer holds unacknowledged (its backlog in hand)."),
+    ("cvmfs_consumer_queue_messages", "gauge",
+     "Messages waiting in the consumer's queue on the broker (not counting those it holds), as last asked."),
+    ("cvmfs_consumer_queue_checked_timestamp_seconds", "gauge", "When the consumer last got the queue depth from the broker."),
     ("cvmfs_consumer_events_received_total", "counter", "Bucket events the consumer received since it started."),
     ("cvmfs_consumer_publishes_total", "counter", "Publishes the consumer made since it started."),
     ("cvmfs_consumer_failures_total", "counter", "Failed batches of the consumer since it started."),
@@ -186,10 +190,25 @@ def consumer_metrics(families, repository, status):
     held = (status.get("held_bytes") or {}).get("now")
     if isinstance(held, int):
         families.set("cvmfs_consumer_held_bytes", held, repository=repository)
+    _queue_depth_metrics(families, repository, status)
     counters = status.get("counters") or {}
     for counter in ("events_received", "publishes", "failures"):
         if isinstance(counters.get(counter), int):
             families.set("cvmfs_consumer_%s_total" % counter, counters[counter], repository=repository)
+
+
+def _queue_depth_metrics(families, repository, status):
+    depth = status.get("queue_depth") or {}
+    messages = depth.get("messages")
+    try:
+        checked = utc_datetime(depth.get("checked"))
+    except ValueError:
+        checked = None
+    if not isinstance(messages, int) or checked is None:
+        return
+    labels = {"repository": repository, "queue": str(status.get("queue") or "")}
+    families.set("cvmfs_consumer_queue_messages", messages, **labels)
+    families.set("cvmfs_consumer_queue_checked_timestamp_seconds", checked.timestamp(), **labels)
 
 
 def publisher_metrics(families, state_dir):

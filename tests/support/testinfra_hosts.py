@@ -11,6 +11,10 @@ on ``sys.path`` before importing this module.
 import pytest
 import testinfra
 
+from tests.support import prom_text
+
+METRICS_DIR = "/var/lib/prometheus/node-exporter"
+
 
 def lab_host(name):
     """A module-scoped fixture: the host ``name`` of molecule's inventory, reached through Ansible."""
@@ -29,3 +33,16 @@ def manifest_revision(host, repo, storage="/srv/cvmfs"):
     data = host.file("%s/%s/.cvmfspublished" % (storage, repo)).content
     header = data.split(b"\n--\n", 1)[0].decode("ascii")
     return int([line[1:] for line in header.splitlines() if line.startswith("S")][0])
+
+
+def fresh_metrics(host, kind, metrics_dir=METRICS_DIR):
+    """Run the metrics service of node type ``kind`` once more on ``host`` (as its timer does),
+    check it replaced its file (a new inode) and left nothing else in the directory, and return
+    the file parsed as Prometheus text (``prom_text.parse``)."""
+    path = "%s/sharedsw_cvmfs_%s.prom" % (metrics_dir, kind)
+    before = host.run("stat -c %%Y.%%i %s", path).stdout
+    host.check_output("systemctl start sharedsw-cvmfs-metrics-%s.service", kind)
+    assert host.service("sharedsw-cvmfs-metrics-%s.timer" % kind).is_enabled
+    assert host.run("stat -c %%Y.%%i %s", path).stdout != before   # a new file (new inode) in its place
+    assert host.check_output("ls %s", metrics_dir).split() == ["sharedsw_cvmfs_%s.prom" % kind]
+    return prom_text.parse(host.file(path).content_string)

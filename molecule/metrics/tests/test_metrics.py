@@ -6,21 +6,10 @@ metrics of the mounted repository on the client."""
 import pytest
 
 from tests.support import prom_text
+from tests.support.testinfra_hosts import fresh_metrics
 
 REPO = "lab-metrics.cvmfs.test"
 PINNED = "2.12.0~1+debian12"
-METRICS_DIR = "/var/lib/prometheus/node-exporter"
-
-
-def fresh_metrics(host, kind):
-    """Run the metrics service once more (as its timer does) and parse the file it replaced."""
-    path = "%s/sharedsw_cvmfs_%s.prom" % (METRICS_DIR, kind)
-    before = host.run("stat -c %%Y.%%i %s", path).stdout
-    host.check_output("systemctl start sharedsw-cvmfs-metrics-%s.service", kind)
-    assert host.service("sharedsw-cvmfs-metrics-%s.timer" % kind).is_enabled
-    assert host.run("stat -c %%Y.%%i %s", path).stdout != before   # a new file (new inode) in its place
-    assert host.check_output("ls %s", METRICS_DIR).split() == ["sharedsw_cvmfs_%s.prom" % kind]
-    return prom_text.parse(host.file(path).content_string)
 
 
 @pytest.mark.parametrize("which", ["stratum0", "client"])

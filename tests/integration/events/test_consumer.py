@@ -388,3 +388,30 @@ def test_a_backlog_older_than_the_start_sync_is_drained_without_more_publishes(s
     site.put("cvmfs/pkg/new", b"after the start")   # a fresh event is never taken as covered
     site.wait(lambda: "pkg/new" in site.published_tree(), "a new upload to be published")
     assert site.status()["counters"]["full_syncs"] == 1
+
+
+def test_the_status_file_records_how_many_messages_wait_in_the_queue(site_factory):
+    """While a publish hangs, the consumer holds its prefetch and the rest waits on the broker:
+    the depth it records (asked with a passive declare) is the number waiting, then 0 once taken."""
+    site = site_factory(prefetch=5, queue_depth_interval=0.5)
+    site.start().wait_connected()
+    site.hang_publish(True)
+    try:
+        site.put("cvmfs/first.txt", b"1")
+        site.wait(lambda: site.in_transaction() and "publishing %s" % REPO in site.log(), "a publish under way")
+        for number in range(20):
+            site.publish_event(event(site.bucket, "cvmfs/waiting/%02d" % number))
+        waiting = 20 - (5 - 1)   # the prefetch holds the hung batch's message and 4 more
+        site.wait(lambda: queue_depth(site.mq, site.queue) == waiting, "the prefetch taken and the rest waiting")
+        asked_after = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 1))
+        site.wait(lambda: (site.status().get("queue_depth") or {}).get("checked", "") > asked_after,
+                  "the consumer to ask for the depth again")
+        assert site.status()["queue_depth"]["messages"] == queue_depth(site.mq, site.queue) == waiting
+    finally:
+        site.hang_publish(False)
+    site.wait(lambda: queue_depth(site.mq, site.queue) == 0 and site.status().get("state") == "idle",
+              "every message to be taken and published")
+    asked_after = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 1))
+    site.wait(lambda: site.status()["queue_depth"]["checked"] > asked_after, "the depth asked once more")
+    assert site.status()["queue_depth"] == dict(site.status()["queue_depth"], messages=0, error=None)
+    assert site.stop() == 0

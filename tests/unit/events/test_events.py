@@ -275,3 +275,72 @@ def test_only_messages_well_before_the_last_full_sync_are_covered_by_it():
     covered, rest = batching.covered_by_full_sync([old, recent, unstamped, partly], started, margin=60)
     assert covered == [old] and rest == [recent, unstamped, partly]
     assert batching.covered_by_full_sync([old], None) == ([], [old])   # no full sync yet
+
+
+class _DepthChannel:
+    """A channel that answers a passive queue_declare with ``depth``, or raises ``error``."""
+
+    def __init__(self, depth=None, error=None):
+        self.depth, self.error, self.is_open, self.asked = depth, error, True, []
+
+    def queue_declare(self, queue, passive=False):
+        self.asked.append((queue, passive))
+        if self.error is not None:
+            self.is_open = False
+            raise self.error
+        return type("Frame", (), {"method": type("DeclareOk", (), {"message_count": self.depth})()})()
+
+
+class _DepthConnection:
+    def __init__(self, *channels):
+        self.channels = list(channels)
+
+    def channel(self):
+        return self.channels.pop(0)
+
+
+def _depth_consumer(tmp_path, job_config, **extra):
+    import io
+    config = events.load_config(write(tmp_path / "c.json", dict({
+        "job_config": job_config, "queue": "q", "dead_letter_exchange": "dlx",
+        "amqp": {"host": "127.0.0.1", "username": "u", "password": "p"}}, **extra)))
+    stream = io.StringIO()
+    return consumer.Consumer(config, Log(stream=stream)), stream
+
+
+def test_the_queue_depth_is_asked_passively_at_its_interval_and_written_to_the_status_file(tmp_path, job_config):
+    assert events.load_config(write(tmp_path / "d.json", {
+        "job_config": job_config, "queue": "q", "dead_letter_exchange": "dlx",
+        "amqp": {"username": "u", "password": "p"}}))["queue_depth_interval"] == 30.0
+    the_consumer, _log = _depth_consumer(tmp_path, job_config, queue_depth_interval=10)
+    channel = _DepthChannel(depth=42)
+    the_consumer.connection = _DepthConnection(channel)
+    the_consumer.check_queue_depth(1000.0)
+    the_consumer.check_queue_depth(1005.0)      # within the interval: not asked again
+    assert channel.asked == [("q", True)]
+    channel.depth = 7
+    the_consumer.check_queue_depth(1010.0)
+    assert channel.asked == [("q", True)] * 2
+    (tmp_path / "state").mkdir()
+    the_consumer.metrics.write(force=True)
+    status = json.loads((tmp_path / "state" / "events-status.json").read_text())
+    assert status["queue_depth"]["messages"] == 7 and status["queue_depth"]["error"] is None
+    assert status["queue_depth"]["checked"].endswith("Z")
+
+
+def test_a_broker_refusing_the_depth_question_leaves_the_last_value_and_the_consumer_running(tmp_path, job_config):
+    pika = pytest.importorskip("pika")
+    the_consumer, log = _depth_consumer(tmp_path, job_config, queue_depth_interval=10)
+    first, second = _DepthChannel(depth=5), _DepthChannel(depth=3)
+    the_consumer.connection = _DepthConnection(first, second)
+    the_consumer.check_queue_depth(1000.0)
+    checked = the_consumer.metrics.queue_depth["checked"]
+    first.error = pika.exceptions.ChannelClosedByBroker(403, "ACCESS_REFUSED - not allowed")
+    the_consumer.check_queue_depth(1010.0)      # raises nothing
+    depth = the_consumer.metrics.queue_depth
+    assert depth["messages"] == 5 and depth["checked"] == checked   # the last value, with its time
+    assert "ACCESS_REFUSED" in depth["error"]["message"]
+    assert "event=queue_depth_unknown" in log.getvalue()
+    the_consumer.check_queue_depth(1020.0)      # on a new channel: the broker closed the first
+    assert second.asked == [("q", True)]
+    assert the_consumer.metrics.queue_depth["messages"] == 3 and the_consumer.metrics.queue_depth["error"] is None

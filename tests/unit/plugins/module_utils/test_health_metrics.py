@@ -257,6 +257,22 @@ def test_publish_job_and_consumer_status(tmp_path):
         str(s) for s in parsed.get("cvmfs_consumer_connected", {}).get("samples", []))
 
 
+def test_the_consumer_queue_depth_with_when_it_was_asked(tmp_path):
+    state = tmp_path / "publish"
+    depth = {"messages": 16, "checked": "2026-12-07T10:59:30.250Z", "error": None}
+    write_text(str(state / "sw.example.org" / "events-status.json"), json.dumps(dict(EVENTS, queue_depth=depth)))
+    never = dict(EVENTS, repository="other.example.org", queue_depth={"messages": None, "checked": None, "error": None})
+    write_text(str(state / "other.example.org" / "events-status.json"), json.dumps(never))
+    now = datetime.datetime(2026, 12, 7, 11, 0, tzinfo=datetime.timezone.utc)
+    parsed = collect("publisher", CvmfsPaths(etc_dir=str(tmp_path / "etc")), now, publish_state_dir=str(state))
+    labels = {"repository": "sw.example.org", "queue": "cvmfs-sw_example_org"}
+    assert prom_text.value(parsed, "cvmfs_consumer_queue_messages", **labels) == 16
+    assert prom_text.value(parsed, "cvmfs_consumer_queue_checked_timestamp_seconds", **labels) == \
+        datetime.datetime(2026, 12, 7, 10, 59, 30, 250000, tzinfo=datetime.timezone.utc).timestamp()
+    assert parsed["cvmfs_consumer_queue_messages"]["type"] == "gauge"
+    assert len(parsed["cvmfs_consumer_queue_messages"]["samples"]) == 1   # never asked: no sample
+
+
 def test_an_unreadable_status_file_is_skipped(tmp_path):
     state = tmp_path / "publish"
     write_text(str(state / "sw.example.org" / "last-run.json"), "{not json")
