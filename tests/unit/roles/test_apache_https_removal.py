@@ -12,12 +12,12 @@ from .test_squid_config import FACTS
 def _run(work, conf_dir, enabled_dir, key_file):
     settings = {"common_apache_conf_dir": str(conf_dir), "common_apache_conf_enabled_dir": str(enabled_dir),
                 "__common_https_key_file": str(key_file), "common_apache_https_certificate": ""}
+    read = {"name": "sharedsw.cvmfs.common", "tasks_from": "file_states", "public": True}
+    https = {"name": "sharedsw.cvmfs.common", "tasks_from": "apache_https"}
     tasks = [
-        {"name": "read", "ansible.builtin.include_role": {"name": "sharedsw.cvmfs.common", "tasks_from": "file_states",
-                                                            "public": True},
+        {"name": "read", "ansible.builtin.include_role": read,
          "vars": dict(settings, common_file_paths="{{ __common_https_paths }}")},
-        {"name": "https", "ansible.builtin.include_role": {"name": "sharedsw.cvmfs.common", "tasks_from": "apache_https"},
-         "vars": settings},
+        {"name": "https", "ansible.builtin.include_role": https, "vars": settings},
     ]
     play = {"name": "https", "hosts": "s0", "gather_facts": False, "tasks": tasks}
     inventory = {"all": {"hosts": {"s0": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}
