@@ -45,3 +45,19 @@ def task_results(parsed, host):
             if host in task["hosts"]:
                 found[task["task"]["name"].split(" : ", 1)[-1]] = task["hosts"][host]
     return found
+
+
+def tasks_that_ran(results, names):
+    """The names among ``names`` (task names in ``task_results``) whose task ran, in order."""
+    return [name for name in names if results[name].get("skip_reason") is None and not results[name].get("skipped")]
+
+
+def assert_written_once_then_left_alone(run, writes):
+    """``run()`` (a converge, returning ``task_results``) twice: the first runs and changes every
+    task of ``writes``, the second finds every file as wanted, skips them and changes nothing."""
+    first = run()
+    assert tasks_that_ran(first, writes) == writes
+    assert all(first[name].get("changed") for name in writes)
+    second = run()
+    assert tasks_that_ran(second, writes) == []
+    assert not any(result.get("changed") for result in second.values())

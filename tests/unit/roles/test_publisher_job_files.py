@@ -8,7 +8,7 @@ twice; the second run finds every file as wanted. A changed file is written agai
 
 import sys
 
-from tests.support.local_plays import run_plays, task_results
+from tests.support.local_plays import assert_written_once_then_left_alone, run_plays, task_results, tasks_that_ran
 
 from .test_squid_config import FACTS
 
@@ -47,17 +47,11 @@ def _run(work):
 
 
 def _written(results):
-    return [name for name in WRITES if results[name].get("skip_reason") is None and not results[name].get("skipped")]
+    return tasks_that_ran(results, WRITES)
 
 
 def test_files_written_once_then_left_alone(tmp_path):
-    first = _run(tmp_path)
-    assert _written(first) == WRITES
-    assert all(first[name].get("changed") for name in WRITES)
-
-    second = _run(tmp_path)
-    assert _written(second) == []
-    assert not any(result.get("changed") for result in second.values())
+    assert_written_once_then_left_alone(lambda: _run(tmp_path), WRITES)
 
 
 def test_a_changed_file_is_written_again(tmp_path):

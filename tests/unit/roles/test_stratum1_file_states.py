@@ -8,7 +8,7 @@ The tasks run for real (local connection, a host that is not booted) into a scra
 
 import sys
 
-from tests.support.local_plays import run_plays, task_results
+from tests.support.local_plays import assert_written_once_then_left_alone, run_plays, task_results, tasks_that_ran
 
 from .test_squid_config import FACTS
 
@@ -37,17 +37,11 @@ def _run(work):
 
 
 def _written(results):
-    return [name for name in WRITES if not results[name].get("skipped")]
+    return tasks_that_ran(results, WRITES)
 
 
 def test_files_written_once_then_left_alone(tmp_path):
-    first = _run(tmp_path)
-    assert _written(first) == WRITES
-    assert all(first[name].get("changed") for name in WRITES)
-
-    second = _run(tmp_path)
-    assert _written(second) == []
-    assert not any(result.get("changed") for result in second.values())
+    assert_written_once_then_left_alone(lambda: _run(tmp_path), WRITES)
 
 
 def test_a_drifted_file_is_written_again_and_a_dropped_bundle_removed(tmp_path):
