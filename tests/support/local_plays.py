@@ -61,3 +61,14 @@ def assert_written_once_then_left_alone(run, writes):
     second = run()
     assert tasks_that_ran(second, writes) == []
     assert not any(result.get("changed") for result in second.values())
+
+
+def run_tasks_in_scratch_dirs(work, host, tasks, play_vars, dirs, facts):
+    """One play of ``tasks`` on ``host`` (local connection), after making the scratch directories
+    ``dirs`` under ``work``; it must succeed. Returns ``task_results`` of ``host``."""
+    made = [{"ansible.builtin.file": {"path": str(work / d), "state": "directory", "mode": "0755"}} for d in dirs]
+    play = {"name": "role tasks", "hosts": host, "gather_facts": False, "vars": play_vars, "tasks": made + tasks}
+    inventory = {"all": {"hosts": {host: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}
+    returncode, parsed, output = run_plays(work, [play], inventory, {host: facts})
+    assert returncode == 0, output
+    return task_results(parsed, host)

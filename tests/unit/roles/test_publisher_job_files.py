@@ -6,9 +6,7 @@ The role's tasks run for real (local connection, a host that is not booted) into
 twice; the second run finds every file as wanted. A changed file is written again.
 """
 
-import sys
-
-from tests.support.local_plays import assert_written_once_then_left_alone, run_plays, task_results, tasks_that_ran
+from tests.support.local_plays import assert_written_once_then_left_alone, run_tasks_in_scratch_dirs, tasks_that_ran
 
 from .test_squid_config import FACTS
 
@@ -37,13 +35,7 @@ def _run(work):
     tasks = [{"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.publisher", "tasks_from": name},
               "vars": paths, "loop": "{{ publisher_repositories | sharedsw.cvmfs.publisher_jobs('pub') }}", "loop_control": {"loop_var": "__publisher_job"}}
              for name in ("job_files.yml", "events_job.yml")]
-    play = {"name": "job files", "hosts": "pub", "gather_facts": False, "vars": ROLE_VARS,
-            "tasks": [{"ansible.builtin.file": {"path": str(work / d), "state": "directory", "mode": "0755"}}
-                      for d in ("etc", "systemd", "state")] + tasks}
-    inventory = {"all": {"hosts": {"pub": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}
-    returncode, parsed, output = run_plays(work, [play], inventory, {"pub": FACTS})
-    assert returncode == 0, output
-    return task_results(parsed, "pub")
+    return run_tasks_in_scratch_dirs(work, "pub", tasks, ROLE_VARS, ("etc", "systemd", "state"), FACTS)
 
 
 def _written(results):

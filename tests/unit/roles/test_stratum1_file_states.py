@@ -6,9 +6,7 @@ left alone the second time, and written again after they drift.
 The tasks run for real (local connection, a host that is not booted) into a scratch tree.
 """
 
-import sys
-
-from tests.support.local_plays import assert_written_once_then_left_alone, run_plays, task_results, tasks_that_ran
+from tests.support.local_plays import assert_written_once_then_left_alone, run_tasks_in_scratch_dirs, tasks_that_ran
 
 from .test_squid_config import FACTS
 
@@ -27,13 +25,7 @@ def _run(work):
              "__stratum1_logrotate_file": str(work / "logrotate"), "__stratum1_systemd_dir": str(work / "systemd")}
     tasks = [{"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.stratum1", "tasks_from": name}, "vars": paths}
              for name in ("file_states.yml", "upstream_ca.yml", "geoapi.yml", "snapshot_events.yml")]
-    play = {"name": "stratum-1 files", "hosts": "s1", "gather_facts": False, "vars": ROLE_VARS,
-            "tasks": [{"ansible.builtin.file": {"path": str(work / d), "state": "directory", "mode": "0755"}}
-                      for d in ("etc", "config")] + tasks}
-    inventory = {"all": {"hosts": {"s1": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}
-    returncode, parsed, output = run_plays(work, [play], inventory, {"s1": FACTS})
-    assert returncode == 0, output
-    return task_results(parsed, "s1")
+    return run_tasks_in_scratch_dirs(work, "s1", tasks, ROLE_VARS, ("etc", "config"), FACTS)
 
 
 def _written(results):
