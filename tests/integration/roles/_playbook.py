@@ -33,6 +33,17 @@ class PlaybookResult:
                 found.append(task)
         return found
 
+    def ran_tasks(self):
+        """Names of the tasks that ran on the host (reported ok or changed, not skipped), in order."""
+        found, task = [], None
+        for line in self.output.splitlines():
+            if line.startswith("TASK ["):
+                task = line[6:].split("]")[0]
+            elif line.startswith(("ok:", "changed:")) and task:
+                found.append(task)
+                task = None
+        return found
+
     def __repr__(self):
         return "<playbook rc=%s changed=%s failed=%s changed tasks: %s>\n%s" % (
             self.rc, self.changed, self.failed, self.changed_tasks(), self.output[-6000:])

@@ -108,6 +108,14 @@ def test_converges_then_changes_nothing(site):
     assert_converged_then_unchanged(site["first"], site["second"])
 
 
+def test_a_converge_with_nothing_to_do_asks_vault_once_per_repository_and_reads_no_key(site):
+    ran = site["second"].ran_tasks()
+    assert [name for name in ran if "Keys in Vault" in name] == [
+        "sharedsw.cvmfs.stratum0 : Keys in Vault, stored for " + SW,
+        "sharedsw.cvmfs.stratum0 : Keys in Vault, stored for " + DATA], ran
+    assert not [name for name in ran if "Generate the gateway key" in name or "Key id" in name], ran
+
+
 def test_keys_go_to_vault_one_path_per_kind(site):
     openbao, prefix = site["openbao"], site["prefix"]
     for repo in (SW, DATA):

@@ -44,3 +44,23 @@ def test_a_drifted_file_is_written_again_and_a_dropped_bundle_removed(tmp_path):
     assert _written(again) == ["GeoAPI settings of cvmfs_server", "AMQP password of the snapshot listener"]
     assert (tmp_path / "etc" / "server.local").read_text() != "# edited by hand\n"
     assert (tmp_path / "config" / "snapshot-events.amqp-password").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_running_listener_with_nothing_changed_is_not_asked_to_start(tmp_path):
+    _run(tmp_path)
+    booted = {"ansible.builtin.set_fact": {
+        "__common_is_booted": True,
+        "__stratum1_units_now": {"sharedsw-cvmfs-snapshot-events.service": "enabled active"}}}
+    paths = {"__stratum1_etc_dir": str(tmp_path / "etc"), "__stratum1_config_dir": str(tmp_path / "config"),
+             "__stratum1_keys_dir": str(tmp_path / "keys"), "__stratum1_systemd_dir": str(tmp_path / "systemd")}
+    events = {"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.stratum1", "tasks_from": "snapshot_events.yml"},
+              "vars": paths}
+    # this machine has no such unit: a start asked of systemd would fail the play
+    again = run_tasks_in_scratch_dirs(tmp_path, "s1", [_read_files(paths), booted, events], ROLE_VARS,
+                                      ("etc", "config"), FACTS)
+    assert tasks_that_ran(again, ["Start the snapshot listener (restarted when its configuration changed)"]) == []
+
+
+def _read_files(paths):
+    return {"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.stratum1", "tasks_from": "file_states.yml"},
+            "vars": paths}
