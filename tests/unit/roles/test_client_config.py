@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.support.cvmfs_keyset import keyset
+from tests.support.local_plays import task_results, tasks_that_ran
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -116,18 +117,34 @@ def render_cases(work, cases):
     return out["plays"][-1]["tasks"][0]["hosts"]["vm"]["client_results"]
 
 
-def configure_twice(work, case_vars):
-    """Run the configure tasks twice into ``work``/etc-cvmfs; the second run must change nothing.
-    Returns the files written, ``{path as on a host: content}``."""
-    etc = work / "etc-cvmfs"
+# the configure tasks that write; each runs only for what the one read finds other than wanted
+CONFIG_WRITES = ["Configuration directories", "Public keys of the repositories", "/etc/cvmfs/default.local",
+                 "Per-domain settings (domain.d)", "Per-repository settings (config.d)",
+                 "Public keys of the external entries", "No configuration repository of ours"]
+
+
+def _configure_play(etc, case_vars):
     role_vars = {"__client_config_dir": str(etc), "__client_keys_dir": str(etc / "keys")}
-    play = [FACTS, {"name": "configure", "hosts": "vm", "gather_facts": False, "vars": case_vars,
+    return [FACTS, {"name": "configure", "hosts": "vm", "gather_facts": False, "vars": case_vars,
                     "tasks": [{"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.client", "tasks_from": name},
                                "vars": role_vars} for name in ("preflight", "configure")]}]
+
+
+def _writes_that_ran(out):
+    results = task_results(out, "vm")
+    return tasks_that_ran(results, [name for name in CONFIG_WRITES if name in results])
+
+
+def configure_twice(work, case_vars, etc_name="etc-cvmfs"):
+    """Run the configure tasks twice into ``work``/etc-cvmfs; the second run must change nothing,
+    and run no write task. Returns the files written, ``{path as on a host: content}``."""
+    etc = work / etc_name
+    play = _configure_play(etc, case_vars)
     first = _run(work, play, "configure")
     assert first["stats"]["vm"]["changed"] > 0
     second = _run(work, play, "configure")
     assert second["stats"]["vm"]["changed"] == 0
+    assert _writes_that_ran(second) == []
     assert oct((etc / "default.local").stat().st_mode & 0o777) == "0o644"
     return {str(p).replace(str(etc), "/etc/cvmfs"): p.read_text().replace(str(etc), "/etc/cvmfs")
             for p in etc.rglob("*") if p.is_file()}
@@ -265,3 +282,16 @@ def test_configure_tasks_write_the_same_files_idempotently(work, rendered):
     written = configure_twice(work, dict(_base(work / "keys"), **CASES["site"]))
     # the same files with the same content as the cloud-init user-data (paths moved to the test's directory)
     assert written == _files(_user_data(rendered, "site"))
+
+
+def test_configure_tasks_write_again_only_what_drifted(work):
+    case_vars = dict(_base(work / "keys"), **CASES["site"])
+    configure_twice(work, case_vars, "etc-drift")
+    etc = work / "etc-drift"
+    (etc / "default.local").write_text("# edited by hand\n")
+    (etc / "config.d" / "sw.example.org.conf").chmod(0o600)
+    again = _run(work, _configure_play(etc, case_vars), "configure")
+    assert _writes_that_ran(again) == ["/etc/cvmfs/default.local", "Per-repository settings (config.d)"]
+    assert (etc / "default.local").read_text() != "# edited by hand\n"
+    assert (etc / "config.d" / "sw.example.org.conf").stat().st_mode & 0o777 == 0o644
+
