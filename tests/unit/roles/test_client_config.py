@@ -294,4 +294,3 @@ def test_configure_tasks_write_again_only_what_drifted(work):
     assert _writes_that_ran(again) == ["/etc/cvmfs/default.local", "Per-repository settings (config.d)"]
     assert (etc / "default.local").read_text() != "# edited by hand\n"
     assert (etc / "config.d" / "sw.example.org.conf").stat().st_mode & 0o777 == 0o644
-
