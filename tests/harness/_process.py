@@ -58,20 +58,21 @@ def _bindable(port):
     return True
 
 
-def free_ports(count=1, contiguous=False):
-    """``count`` ports free on 127.0.0.1 right now (a run of consecutive ports if ``contiguous``).
+def free_ports(count=1, contiguous=False, avoid=()):
+    """``count`` ports free on 127.0.0.1 right now (a run of consecutive ports if ``contiguous``),
+    none of them in ``avoid`` (ports already promised to another daemon that has not bound them yet).
 
     Ports come from 20000-32000, below Linux's default ephemeral range (32768-60999), so
     outgoing connections do not take them between the check and the daemon's bind.
     """
-    chosen = []
-    for _attempt in range(2000):
+    chosen = list(avoid)
+    for _attempt in range(20000):
         base = random.randint(20000, 32000 - count)
         wanted = range(base, base + count) if contiguous else [base]
         if all(p not in chosen and _bindable(p) for p in wanted):
             chosen.extend(wanted)
-            if len(chosen) >= count:
-                return chosen[:count]
+            if len(chosen) - len(avoid) >= count:
+                return chosen[len(avoid):len(avoid) + count]
     raise HarnessError("no %d free ports on %s" % (count, LOOPBACK))
 
 

@@ -69,8 +69,9 @@ class CephRGW(S3Server):
         self.bin = {name: find_binary(name, debian=True)
                     for name in ("monmaptool", "ceph-mon", "ceph-osd", "ceph", "radosgw", "radosgw-admin")}
         super().__init__()
-        self.mon_v2, self.mon_v1, self.rgw_port = free_ports(3)
+        # the OSD binds any port of its range: the others must lie outside it
         self.osd_ports = free_ports(OSD_PORT_RANGE, contiguous=True)
+        self.mon_v2, self.mon_v1, self.rgw_port = free_ports(3, avoid=self.osd_ports)
         self.endpoint_url = "http://%s:%d" % (LOOPBACK, self.rgw_port)
         self.conf = self.path("ceph.conf")
         self.rgw = None
