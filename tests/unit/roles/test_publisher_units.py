@@ -76,8 +76,8 @@ def test_a_unit_stopped_by_hand_is_started_again_and_only_it(tmp_path, monkeypat
     results, asked = _units(tmp_path, monkeypatch, dict(RUNNING, **{TIMER: ("enabled", "inactive")}))
     assert tasks_that_ran(results, ACTS) == ["Enable and start the job timers"]
     assert asked == ["start " + TIMER]
-    results, asked = _units(tmp_path, monkeypatch, dict(RUNNING, **{CONSUMER: ("disabled", "active"),
-                                                                   MOUNT: ("disabled", "inactive")}))
+    stopped = {CONSUMER: ("disabled", "active"), MOUNT: ("disabled", "inactive")}
+    results, asked = _units(tmp_path, monkeypatch, dict(RUNNING, **stopped))
     assert tasks_that_ran(results, ACTS) == ACTS[1:]
     assert sorted(asked) == sorted(["enable " + CONSUMER, "enable " + MOUNT])
 
@@ -107,7 +107,7 @@ def test_timers_and_consumers_of_repositories_that_left_are_stopped(tmp_path, mo
 
 
 def test_no_event_tasks_when_events_are_off_and_no_consumer_is_left(tmp_path, monkeypatch):
-    results, _ = _units(tmp_path, monkeypatch, RUNNING, publisher_events_enabled=False)
+    results, _asked = _units(tmp_path, monkeypatch, RUNNING, publisher_events_enabled=False)
     assert "Unit of the notification consumers" not in results
 
 
@@ -116,10 +116,10 @@ def _schedules_then_job_files(work, schedule):
     include = {"vars": _paths(work)}
     tasks = [dict(include, **{"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.publisher", "tasks_from": name}})
              for name in ("file_states.yml", "schedules.yml")]
-    tasks += [
-             dict(include, **{"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.publisher", "tasks_from": "job_files.yml"},
-                              "loop": "{{ publisher_repositories | sharedsw.cvmfs.publisher_jobs('pub') }}",
-                              "loop_control": {"loop_var": "__publisher_job"}})]
+    job_files = {"ansible.builtin.include_role": {"name": "sharedsw.cvmfs.publisher", "tasks_from": "job_files.yml"},
+                 "loop": "{{ publisher_repositories | sharedsw.cvmfs.publisher_jobs('pub') }}",
+                 "loop_control": {"loop_var": "__publisher_job"}}
+    tasks.append(dict(include, **job_files))
     play = {"name": "schedules", "hosts": "pub", "gather_facts": False,
             "vars": dict(ROLE_VARS, publisher_repositories=catalogue, ansible_facts={"service_mgr": "systemd"}),
             "tasks": tasks}
