@@ -25,21 +25,19 @@ class PlaybookResult:
 
     def changed_tasks(self):
         """Names of the tasks that reported a change (for idempotence failures)."""
-        found, task = [], None
-        for line in self.output.splitlines():
-            if line.startswith("TASK ["):
-                task = line[6:].split("]")[0]
-            elif line.startswith("changed:") and task:
-                found.append(task)
-        return found
+        return self._tasks_reporting(("changed:",))
 
     def ran_tasks(self):
         """Names of the tasks that ran on the host (reported ok or changed, not skipped), in order."""
+        return self._tasks_reporting(("ok:", "changed:"))
+
+    def _tasks_reporting(self, statuses):
+        """Each task, once, whose result (or a loop item's) starts with one of ``statuses``."""
         found, task = [], None
         for line in self.output.splitlines():
             if line.startswith("TASK ["):
                 task = line[6:].split("]")[0]
-            elif line.startswith(("ok:", "changed:")) and task:
+            elif line.startswith(statuses) and task:
                 found.append(task)
                 task = None
         return found

@@ -16,9 +16,6 @@ import pytest
 
 from tests.support.local_plays import run_plays, task_results, tasks_that_ran
 
-if not os.environ.get("CI"):   # CI installs python-debian (requirements-test.txt): never skipped there
-    pytest.importorskip("debian.deb822", reason="deb822_repository needs python-debian")
-
 ARMORED = ("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBGX0test  \n  second line\n\n=AbCd\n"
            "-----END PGP PUBLIC KEY BLOCK-----\n")
 BINARY = b"\x99\x02\x0d\x04binary-key-material"
